@@ -1,0 +1,42 @@
+"""Installation script for speechbrain-skill."""
+
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as readme:
+    LONG_DESCRIPTION = readme.read()
+
+setup(
+    name="speechbrain_skill",
+    version="0.1.0",
+    description=(
+        "Similarity-aware knowledge distillation and structured pruning of "
+        "speech self-supervised models, as SpeechBrain recipes"
+    ),
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["speechbrain_skill", "speechbrain_skill.*"]),
+    package_data={"speechbrain_skill": ["assets/**/*", "assets/*"]},
+    include_package_data=True,
+    python_requires=">=3.9",
+    install_requires=[
+        # No upper bounds and no exact pins: a GPU user keeps the torch build they have.
+        "torch>=2.1",
+        "torchaudio>=2.1",
+        "speechbrain>=1.1.2",
+        "transformers>=4.40",
+        "hyperpyyaml>=1.2",
+        "scipy>=1.10",
+        "soundfile>=0.12",
+        "matplotlib>=3.7",
+        "safetensors>=0.4",
+        "tqdm",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=7",
+            "pytest-timeout",
+            "ruff>=0.6",
+            "yamllint>=1.35",
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""Neural building blocks (SpeechBrain lobes) of speechbrain-skill."""

@@ -1,0 +1,305 @@
+"""Loading Hugging Face speech SSL models (WavLM, HuBERT, wav2vec 2.0).
+
+One function, :func:`load_hf_ssl_model`, loads a teacher from a hub id
+(``microsoft/wavlm-base-plus``), a local ``save_pretrained`` directory or a
+model shipped with this package (``builtin:<name>``). Tests and the quick start
+create tiny randomly initialised models with :func:`save_tiny_model` and load
+them through the very same function.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("wavlm", "hubert", "wav2vec2")
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+SAMPLE_RATE = 16000
+
+
+class TeacherLoadError(ValueError):
+    """Raised when a teacher source cannot be resolved or is not supported."""
+
+
+def _model_classes():
+    from transformers import HubertModel, Wav2Vec2Model, WavLMModel
+
+    return {"wavlm": WavLMModel, "hubert": HubertModel, "wav2vec2": Wav2Vec2Model}
+
+
+def _config_classes():
+    from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
+
+    return {"wavlm": WavLMConfig, "hubert": HubertConfig, "wav2vec2": Wav2Vec2Config}
+
+
+def resolve_source(source):
+    """Turn ``builtin:<name>`` into the shipped directory; other sources pass through.
+
+    Arguments
+    ---------
+    source : str or os.PathLike
+        Hub id, local directory or ``builtin:<name>``.
+
+    Returns
+    -------
+    str
+        A hub id or an existing local directory.
+
+    Example
+    -------
+    >>> resolve_source("microsoft/wavlm-base-plus")
+    'microsoft/wavlm-base-plus'
+    """
+    source = str(source)
+    if source.startswith(BUILTIN_PREFIX):
+        name = source[len(BUILTIN_PREFIX) :]
+        path = BUILTIN_DIR / name
+        if not (path / "config.json").is_file():
+            available = sorted(
+                p.name for p in BUILTIN_DIR.glob("*") if (p / "config.json").is_file()
+            )
+            raise TeacherLoadError(
+                f"Unknown built-in model '{name}'. Available: {available or 'none'}."
+            )
+        return str(path)
+    return source
+
+
+def load_hf_ssl_model(source, cache_dir=None, eval_mode=True):
+    """Load a WavLM / HuBERT / wav2vec 2.0 model from the hub, a folder or the package.
+
+    LayerDrop is switched off (it breaks layer-to-layer targets and DDP), the
+    model type is checked against :data:`SUPPORTED_MODEL_TYPES`, and failures
+    name the source and the likely cause (offline hub, wrong path).
+
+    Arguments
+    ---------
+    source : str, os.PathLike or transformers.PreTrainedModel
+        Hub id, local ``save_pretrained`` directory, ``builtin:<name>``, or an
+        already loaded model (returned after the same checks).
+    cache_dir : str, optional
+        Hugging Face cache folder for hub downloads.
+    eval_mode : bool
+        Put the model in eval mode (default True).
+
+    Returns
+    -------
+    transformers.PreTrainedModel
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = save_tiny_model(tempfile.mkdtemp(), "hubert")
+    >>> model = load_hf_ssl_model(path)
+    >>> model.config.model_type, model.config.layerdrop
+    ('hubert', 0.0)
+    """
+    if isinstance(source, torch.nn.Module):
+        model = source
+    else:
+        resolved = resolve_source(source)
+        config = load_hf_ssl_config(resolved, cache_dir=cache_dir)
+        cls = _model_classes()[config.model_type]
+        config.layerdrop = 0.0
+        try:
+            model = cls.from_pretrained(resolved, config=config, cache_dir=cache_dir)
+        except OSError as err:  # pragma: no cover - depends on the network
+            raise TeacherLoadError(
+                f"Could not load weights for '{source}': {err}"
+            ) from err
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise TeacherLoadError(
+            f"Unsupported model type '{model_type}'; expected one of "
+            f"{SUPPORTED_MODEL_TYPES}."
+        )
+    model.config.layerdrop = 0.0
+    if eval_mode:
+        model.eval()
+    return model
+
+
+def load_hf_ssl_config(source, cache_dir=None):
+    """Load and check the config of an SSL model source.
+
+    Arguments
+    ---------
+    source : str or os.PathLike
+        Hub id, local directory or ``builtin:<name>``.
+    cache_dir : str, optional
+        Hugging Face cache folder.
+
+    Returns
+    -------
+    transformers.PretrainedConfig
+
+    Example
+    -------
+    >>> import tempfile
+    >>> load_hf_ssl_config(save_tiny_model(tempfile.mkdtemp())).model_type
+    'wavlm'
+    """
+    from transformers import AutoConfig
+
+    resolved = resolve_source(source)
+    try:
+        config = AutoConfig.from_pretrained(resolved, cache_dir=cache_dir)
+    except (OSError, ValueError) as err:
+        hint = (
+            "it is not an existing local directory"
+            if not os.path.isdir(resolved)
+            else "the directory has no usable config.json"
+        )
+        raise TeacherLoadError(
+            f"Could not load teacher '{source}': {hint}, and the Hugging Face hub "
+            f"could not provide it (offline machine or wrong id?). Original error: {err}"
+        ) from err
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise TeacherLoadError(
+            f"Teacher '{source}' has model_type '{config.model_type}'; supported: "
+            f"{SUPPORTED_MODEL_TYPES}."
+        )
+    return config
+
+
+def waveform_normalization(source):
+    """Tell whether a source's feature extractor normalises waveforms.
+
+    ``microsoft/wavlm-base-plus`` and ``facebook/hubert-base-ls960`` do not;
+    ``facebook/wav2vec2-base`` does. When the information is unavailable,
+    False is returned and logged.
+
+    Arguments
+    ---------
+    source : str or os.PathLike
+        Hub id, local directory or ``builtin:<name>``.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> import tempfile
+    >>> waveform_normalization(save_tiny_model(tempfile.mkdtemp()))
+    False
+    """
+    resolved = resolve_source(source)
+    local = Path(resolved) / "preprocessor_config.json"
+    try:
+        if local.is_file():
+            settings = json.loads(local.read_text())
+        else:
+            from transformers import AutoFeatureExtractor
+
+            settings = AutoFeatureExtractor.from_pretrained(resolved).to_dict()
+    except (OSError, ValueError):
+        logger.info("No feature-extractor config for %s: no normalisation.", source)
+        return False
+    return bool(settings.get("do_normalize", False))
+
+
+def tiny_config(model_type="wavlm", **overrides):
+    """Build a small config of the real architecture (same conv strides: 20 ms frames).
+
+    Arguments
+    ---------
+    model_type : str
+        One of ``wavlm``, ``hubert``, ``wav2vec2``.
+    **overrides
+        Any config field, e.g. ``num_hidden_layers=2``.
+
+    Returns
+    -------
+    transformers.PretrainedConfig
+
+    Example
+    -------
+    >>> cfg = tiny_config("wav2vec2", num_hidden_layers=2)
+    >>> cfg.num_hidden_layers, cfg.hidden_size, list(cfg.conv_stride)
+    (2, 32, [5, 2, 2, 2, 2, 2, 2])
+    """
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise TeacherLoadError(
+            f"Unknown model type '{model_type}'; expected one of {SUPPORTED_MODEL_TYPES}."
+        )
+    settings = dict(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16, 16, 16, 16, 16),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_bias=False,
+        feat_extract_norm="group",
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=False,
+        layerdrop=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        final_dropout=0.0,
+        mask_time_prob=0.0,
+        mask_feature_prob=0.0,
+        vocab_size=32,
+    )
+    if model_type == "wavlm":
+        settings.update(num_buckets=320, max_bucket_distance=800)
+    settings.update(overrides)
+    return _config_classes()[model_type](**settings)
+
+
+def save_tiny_model(path, model_type="wavlm", seed=0, **overrides):
+    """Create a randomly initialised tiny SSL model and ``save_pretrained`` it.
+
+    The folder has ``config.json``, the weights and ``preprocessor_config.json``,
+    exactly like a hub checkpoint, so it loads with :func:`load_hf_ssl_model`.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Output directory (created).
+    model_type : str
+        ``wavlm``, ``hubert`` or ``wav2vec2``.
+    seed : int
+        Seed of the random initialisation.
+    **overrides
+        Config fields passed to :func:`tiny_config`.
+
+    Returns
+    -------
+    str
+        The directory.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = save_tiny_model(tempfile.mkdtemp(), "wavlm")
+    >>> sorted(f for f in os.listdir(path) if f.endswith(".json"))
+    ['config.json', 'preprocessor_config.json']
+    """
+    from transformers import Wav2Vec2FeatureExtractor
+
+    config = tiny_config(model_type, **overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _model_classes()[model_type](config)
+    os.makedirs(path, exist_ok=True)
+    model.save_pretrained(path)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=SAMPLE_RATE,
+        padding_value=0.0,
+        do_normalize=False,
+        return_attention_mask=True,
+    ).save_pretrained(path)
+    return str(path)
