@@ -158,7 +158,8 @@ def load_hf_ssl_config(source, cache_dir=None):
         )
         raise TeacherLoadError(
             f"Could not load teacher '{source}': {hint}, and the Hugging Face hub "
-            f"could not provide it (offline machine or wrong id?). Original error: {err}"
+            "could not provide it (offline machine or wrong id?). "
+            f"Original error: {err}"
         ) from err
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise TeacherLoadError(
@@ -227,7 +228,8 @@ def tiny_config(model_type="wavlm", **overrides):
     """
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise TeacherLoadError(
-            f"Unknown model type '{model_type}'; expected one of {SUPPORTED_MODEL_TYPES}."
+            f"Unknown model type '{model_type}'; "
+            f"expected one of {SUPPORTED_MODEL_TYPES}."
         )
     settings = dict(
         hidden_size=32,

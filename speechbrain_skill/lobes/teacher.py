@@ -63,7 +63,7 @@ class FrozenSSLTeacher(torch.nn.Module):
         return self.model.config.num_hidden_layers + 1
 
     def train(self, mode=True):
-        """Keep the teacher in eval mode whatever is asked (no dropout, no LayerDrop)."""
+        """Stay in eval mode whatever is asked: no dropout, no LayerDrop."""
         return super().train(False)
 
     def frame_lengths(self, sample_lengths):
@@ -96,9 +96,7 @@ class FrozenSSLTeacher(torch.nn.Module):
         if self.normalize_waveform:
             wavs = normalize_waveforms(wavs, lengths)
         attention_mask = lengths_to_mask(lengths, wavs.shape[1]).long()
-        out = self.model(
-            wavs, attention_mask=attention_mask, output_hidden_states=True
-        )
+        out = self.model(wavs, attention_mask=attention_mask, output_hidden_states=True)
         hidden = torch.stack(out.hidden_states, dim=0)
         frame_lens = self.frame_lengths(lengths).clamp(max=hidden.shape[2])
         return hidden, frame_lens

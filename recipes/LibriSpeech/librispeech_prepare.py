@@ -1,0 +1,192 @@
+"""LibriSpeech (and built-in corpus) preparation: split folders -> csv manifests.
+
+Each requested split folder (``train-clean-100``, ``dev-clean``, ...) under
+``data_folder`` becomes ``<save_folder>/<split>.csv`` with the columns
+ID, duration, wav, spk_id, wrd. Audio headers are checked while durations are
+read: missing, unreadable, empty and too-short files are left out, counted and
+listed in ``<save_folder>/excluded.csv``. Work is skipped when the manifests
+exist and were made with the same options.
+
+The built-in corpus (``python -m speechbrain_skill.data.synthetic_corpus``) has
+the same layout, so this runs unchanged on both.
+"""
+
+import csv
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from speechbrain_skill.data.audio import BadAudioError, inspect_audio
+
+logger = logging.getLogger(__name__)
+OPTIONS_FILE = "prepare_options.json"
+HEADER = ["ID", "duration", "wav", "spk_id", "wrd"]
+
+
+def prepare_librispeech(
+    data_folder,
+    save_folder,
+    tr_splits=(),
+    dev_splits=(),
+    te_splits=(),
+    merge_name=None,
+    skip_prep=False,
+    num_workers=8,
+):
+    """Write one csv manifest per split (and optionally a merged train csv).
+
+    Arguments
+    ---------
+    data_folder : str
+        Folder holding the split folders (e.g. ``/data/LibriSpeech``).
+    save_folder : str
+        Where the csv files go.
+    tr_splits, dev_splits, te_splits : sequence of str
+        Split folder names.
+    merge_name : str, optional
+        Also write the train splits merged into ``<save_folder>/<merge_name>``
+        (e.g. ``train.csv``).
+    skip_prep : bool
+        Do nothing (the manifests are provided otherwise).
+    num_workers : int
+        Threads reading audio headers.
+
+    Returns
+    -------
+    dict
+        Split name -> number of utterances written (empty when skipped).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> save = tempfile.mkdtemp()
+    >>> prepare_librispeech("/no/such/folder", save, dev_splits=["dev-clean"])
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: LibriSpeech split folder not found: /no/such/folder/dev-clean ...
+    """
+    if skip_prep:
+        return {}
+    splits = [*tr_splits, *dev_splits, *te_splits]
+    missing = [s for s in splits if not (Path(data_folder) / s).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            "LibriSpeech split folder not found: "
+            + ", ".join(str(Path(data_folder) / s) for s in missing)
+            + " (check --data_folder; it must contain the split folders)."
+        )
+    options = dict(
+        data_folder=str(Path(data_folder).resolve()),
+        splits=splits,
+        merge_name=merge_name,
+    )
+    save_folder = Path(save_folder)
+    if _already_prepared(save_folder, options, splits, merge_name):
+        logger.info(
+            "Manifests in %s match the options; skipping preparation.", save_folder
+        )
+        return {}
+    save_folder.mkdir(parents=True, exist_ok=True)
+    counts, excluded = {}, []
+    for split in splits:
+        rows, bad = _split_rows(Path(data_folder) / split, num_workers)
+        _write_csv(save_folder / f"{split}.csv", rows)
+        counts[split] = len(rows)
+        excluded.extend((split, *item) for item in bad)
+        logger.info("%s: %d utterances, %d excluded", split, len(rows), len(bad))
+    if merge_name:
+        merged = []
+        for split in tr_splits:
+            merged.extend(_read_rows(save_folder / f"{split}.csv"))
+        _write_csv(save_folder / merge_name, merged)
+    with open(save_folder / "excluded.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["split", "wav", "reason"])
+        writer.writerows(excluded)
+    if excluded:
+        logger.warning(
+            "%d audio files were excluded (see %s).",
+            len(excluded),
+            save_folder / "excluded.csv",
+        )
+    (save_folder / OPTIONS_FILE).write_text(json.dumps(options, indent=2))
+    return counts
+
+
+def _already_prepared(save_folder, options, splits, merge_name):
+    opt_path = save_folder / OPTIONS_FILE
+    if not opt_path.is_file():
+        return False
+    if json.loads(opt_path.read_text()) != options:
+        return False
+    names = [f"{split}.csv" for split in splits] + ([merge_name] if merge_name else [])
+    return all((save_folder / name).is_file() for name in names)
+
+
+def _read_transcripts(split_dir):
+    texts = {}
+    for trans in sorted(split_dir.glob("*/*/*.trans.txt")):
+        for line in trans.read_text().splitlines():
+            if line.strip():
+                utt_id, _, words = line.strip().partition(" ")
+                texts[utt_id] = (trans.parent, words)
+    return texts
+
+
+def _split_rows(split_dir, num_workers):
+    texts = _read_transcripts(split_dir)
+
+    def check(item):
+        utt_id, (folder, words) = item
+        wav = folder / f"{utt_id}.flac"
+        try:
+            duration = inspect_audio(str(wav))
+        except BadAudioError as err:
+            return None, (str(wav), err.reason)
+        return [
+            utt_id,
+            f"{duration:.4f}",
+            str(wav.resolve()),
+            utt_id.split("-")[0],
+            words,
+        ], None
+
+    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+        results = list(pool.map(check, sorted(texts.items())))
+    rows = [row for row, bad in results if row is not None]
+    bad = [bad for row, bad in results if bad is not None]
+    for wav, reason in bad:
+        logger.warning("Excluding %s: %s", wav, reason)
+    return rows, bad
+
+
+def _write_csv(path, rows):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _read_rows(path):
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        return list(reader)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="LibriSpeech -> csv manifests")
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument("--splits", nargs="+", default=["train-clean-100", "dev-clean"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(
+        prepare_librispeech(args.data_folder, args.save_folder, tr_splits=args.splits)
+    )

@@ -1,0 +1,1 @@
+"""Data helpers: robust audio reading, datasets, batching, built-in corpus."""

@@ -1,0 +1,328 @@
+"""Datasets, collation and batching shared by every recipe.
+
+* :func:`make_audio_dataset` turns a csv manifest (ID, duration, wav, ...) into a
+  SpeechBrain ``DynamicItemDataset`` whose ``sig`` item is a 16 kHz mono
+  waveform, randomly cropped for training.
+* :class:`SkipBadAudioCollate` pads the good examples and lists the bad ones
+  (missing, corrupt, empty, too short, NaN/Inf) instead of crashing: a batch
+  carries ``batch.skipped`` = [(id, reason), ...]; a batch with nothing usable
+  is an empty :class:`SkippedBatch`.
+* :func:`make_dynamic_batch_sampler` batches by total seconds of audio.
+* :func:`make_audio_dataloader` is the simple loader for analysis tools.
+"""
+
+import logging
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.sampler import DynamicBatchSampler
+
+from speechbrain_skill.data.audio import (
+    SAMPLE_RATE,
+    BadAudioError,
+    crop,
+    read_audio,
+    seconds_to_samples,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class AudioBatch(PaddedBatch):
+    """A SpeechBrain ``PaddedBatch`` that also lists the examples it had to skip."""
+
+    def __init__(self, examples, skipped=(), **kwargs):
+        super().__init__(examples, **kwargs)
+        self.skipped = list(skipped)
+
+
+class SkippedBatch:
+    """A batch whose every example was unusable; it has length 0.
+
+    Arguments
+    ---------
+    skipped : list of (str, str)
+        (utterance id, reason) pairs.
+    """
+
+    def __init__(self, skipped):
+        self.skipped = list(skipped)
+
+    def __len__(self):
+        return 0
+
+    def to(self, *args, **kwargs):
+        """Nothing to move; returns itself (mirrors ``PaddedBatch.to``)."""
+        return self
+
+
+class SkipBadAudioCollate:
+    """Collate function that pads good examples and reports the bad ones.
+
+    An example is bad when its ``sig`` item is a :class:`BadAudioError`
+    (see :func:`make_audio_dataset`). Each bad example is logged once here with
+    its reason; counting is left to the consumer through ``batch.skipped`` so
+    that the count is right with several loader workers.
+
+    Example
+    -------
+    >>> collate = SkipBadAudioCollate()
+    >>> batch = collate([
+    ...     {"id": "a", "sig": torch.ones(5)},
+    ...     {"id": "b", "sig": BadAudioError("b.flac", "missing")},
+    ... ])
+    >>> batch.sig.data.shape, batch.skipped
+    (torch.Size([1, 5]), [('b', 'missing')])
+    """
+
+    def __call__(self, examples):
+        """Split, log and pad."""
+        good, skipped = [], []
+        for example in examples:
+            sig = example.get("sig")
+            if isinstance(sig, BadAudioError):
+                logger.warning("Skipping %s: %s", example.get("id"), sig)
+                skipped.append((example.get("id"), sig.reason))
+            else:
+                good.append(example)
+        if not good:
+            return SkippedBatch(skipped)
+        return AudioBatch(good, skipped=skipped)
+
+
+def make_audio_pipeline(
+    max_crop_seconds=None, random_crop=True, sample_rate=SAMPLE_RATE
+):
+    """Build the ``wav -> sig`` dynamic item: read, resample, downmix, crop.
+
+    A bad file yields its :class:`BadAudioError` as ``sig`` (skipped at
+    collation) instead of raising inside a loader worker.
+
+    Arguments
+    ---------
+    max_crop_seconds : float, optional
+        Crop longer utterances to this many seconds.
+    random_crop : bool
+        Random crop offset (training) or the first seconds (evaluation).
+    sample_rate : int
+        Model sample rate.
+
+    Returns
+    -------
+    speechbrain.utils.data_pipeline.DynamicItem
+
+    Example
+    -------
+    >>> pipeline = make_audio_pipeline(1.0)
+    >>> isinstance(pipeline("no/such/file.flac"), BadAudioError)
+    True
+    """
+    max_samples = seconds_to_samples(max_crop_seconds, sample_rate)
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav):
+        try:
+            audio = read_audio(wav, sample_rate=sample_rate)
+        except BadAudioError as err:
+            return err
+        return crop(audio, max_samples, random_offset=random_crop)
+
+    return audio_pipeline
+
+
+def make_audio_dataset(
+    csv_path,
+    max_crop_seconds=None,
+    random_crop=True,
+    sort=None,
+    min_duration=None,
+    max_duration=None,
+    max_utterances=None,
+    extra_keys=(),
+    replacements=None,
+):
+    """Read a csv manifest into a dataset that outputs ``id`` and ``sig``.
+
+    Arguments
+    ---------
+    csv_path : str
+        Manifest with at least the columns ID, duration, wav.
+    max_crop_seconds : float, optional
+        Crop longer utterances (random offset when ``random_crop``).
+    random_crop : bool
+        See :func:`make_audio_pipeline`.
+    sort : str, optional
+        ``ascending`` or ``descending`` by duration; None keeps the csv order.
+    min_duration, max_duration : float, optional
+        Keep utterances within this range (seconds).
+    max_utterances : int, optional
+        Keep only the first N (after sorting): calibration subsets.
+    extra_keys : sequence of str
+        Other csv columns to output (e.g. ``spk_id``, ``wrd``).
+    replacements : dict, optional
+        ``$key`` replacements in the csv (SpeechBrain convention).
+
+    Returns
+    -------
+    speechbrain.dataio.dataset.DynamicItemDataset
+    """
+    dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(
+        csv_path, replacements=replacements or {}
+    )
+    key_min = {"duration": min_duration} if min_duration is not None else {}
+    key_max = {"duration": max_duration} if max_duration is not None else {}
+    if sort is not None or key_min or key_max or max_utterances is not None:
+        dataset = dataset.filtered_sorted(
+            key_min_value=key_min,
+            key_max_value=key_max,
+            sort_key="duration" if sort else None,
+            reverse=sort == "descending",
+            select_n=max_utterances,
+        )
+    dataset.add_dynamic_item(make_audio_pipeline(max_crop_seconds, random_crop))
+    dataset.set_output_keys(["id", "sig", *extra_keys])
+    return dataset
+
+
+def make_dynamic_batch_sampler(
+    dataset,
+    max_batch_seconds,
+    num_buckets=20,
+    shuffle=True,
+    seed=0,
+    max_crop_seconds=None,
+    max_batch_size=None,
+):
+    """Batch by total seconds of audio (after cropping), with length buckets.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Dataset with a ``duration`` field.
+    max_batch_seconds : float
+        Audio seconds per batch (per process under DDP).
+    num_buckets : int
+        Length buckets; more buckets, less padding, less randomness.
+    shuffle : bool
+        Reshuffle every epoch.
+    seed : int
+        Sampler seed.
+    max_crop_seconds : float, optional
+        The crop the dataset applies, so lengths are counted after cropping.
+    max_batch_size : int, optional
+        Cap on utterances per batch.
+
+    Returns
+    -------
+    speechbrain.dataio.sampler.DynamicBatchSampler
+    """
+    durations = _durations(dataset)
+    if max_crop_seconds is not None:
+        durations = [min(d, max_crop_seconds) for d in durations]
+    num_buckets = max(1, min(num_buckets, len(durations)))
+    return DynamicBatchSampler(
+        dataset,
+        max_batch_length=max_batch_seconds,
+        num_buckets=num_buckets,
+        lengths_list=durations,
+        shuffle=shuffle,
+        batch_ordering="random" if shuffle else "ascending",
+        max_batch_ex=max_batch_size,
+        seed=seed,
+    )
+
+
+def _durations(dataset):
+    return [float(dataset.data[data_id]["duration"]) for data_id in dataset.data_ids]
+
+
+class SkippingLoader:
+    """Iterate a loader, drop empty batches and count skipped examples.
+
+    ``skipped`` maps each reason to the list of skipped utterance ids.
+
+    Arguments
+    ---------
+    loader : iterable
+        Yields :class:`AudioBatch` / :class:`SkippedBatch`.
+    """
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.skipped = {}
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.skipped = {}
+        for batch in self.loader:
+            for utt_id, reason in batch.skipped:
+                self.skipped.setdefault(reason, []).append(utt_id)
+            if len(batch):
+                yield batch
+
+    @property
+    def num_skipped(self):
+        """Total number of skipped examples in the last pass."""
+        return sum(len(ids) for ids in self.skipped.values())
+
+
+def make_audio_dataloader(
+    csv_path,
+    batch_size=8,
+    max_utterances=None,
+    seed=0,
+    shuffle=False,
+    max_seconds=None,
+    num_workers=0,
+):
+    """A simple loader for analysis tools (calibration sets, probes).
+
+    Batches of ``batch_size`` utterances sorted by duration (less padding);
+    bad files are skipped and counted in the returned loader's ``skipped``.
+
+    Arguments
+    ---------
+    csv_path : str
+        Manifest (ID, duration, wav, ...).
+    batch_size : int
+        Utterances per batch.
+    max_utterances : int, optional
+        Use only this many utterances: a seeded random subset when ``seed`` is
+        given and the manifest is larger.
+    seed : int
+        Seed of the subset choice and of shuffling.
+    shuffle : bool
+        Shuffle batches.
+    max_seconds : float, optional
+        Crop each utterance to its first ``max_seconds`` seconds.
+    num_workers : int
+        Loader workers.
+
+    Returns
+    -------
+    SkippingLoader
+        Iterable of :class:`AudioBatch` with ``batch.sig = (wavs, wav_lens)``.
+    """
+    dataset = make_audio_dataset(
+        csv_path, max_crop_seconds=max_seconds, random_crop=False
+    )
+    ids = list(dataset.data_ids)
+    if max_utterances is not None and max_utterances < len(ids):
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(len(ids), generator=generator)[:max_utterances]
+        keep = {ids[i] for i in chosen.tolist()}
+        dataset = dataset.filtered_sorted(key_test={"id": lambda utt: utt in keep})
+    dataset = dataset.filtered_sorted(sort_key="duration")
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=SkipBadAudioCollate(),
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return SkippingLoader(loader)

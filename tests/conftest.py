@@ -1,0 +1,64 @@
+"""Shared fixtures: the built-in corpus, its manifests and tiny HF teachers."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "recipes" / "LibriSpeech"))
+
+SMALL_CORPUS = dict(
+    num_speakers=4,
+    train_utterances=4,
+    dev_utterances=2,
+    test_utterances=2,
+    keywords_per_speaker=3,
+    seed=0,
+)
+
+
+@pytest.fixture(scope="session")
+def builtin_corpus(tmp_path_factory):
+    """A small built-in corpus in LibriSpeech layout (4 speakers)."""
+    from speechbrain_skill.data.synthetic_corpus import generate_corpus
+
+    root = tmp_path_factory.mktemp("builtin_corpus")
+    generate_corpus(root, **SMALL_CORPUS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def manifests(builtin_corpus, tmp_path_factory):
+    """csv manifests of the small corpus: train-clean-100, dev-clean, test-clean."""
+    from librispeech_prepare import prepare_librispeech
+
+    save = tmp_path_factory.mktemp("manifests")
+    prepare_librispeech(
+        builtin_corpus,
+        save,
+        tr_splits=["train-clean-100"],
+        dev_splits=["dev-clean"],
+        te_splits=["test-clean"],
+    )
+    return save
+
+
+@pytest.fixture(scope="session")
+def tiny_wavlm(tmp_path_factory):
+    """A tiny random WavLM saved with save_pretrained."""
+    from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_wavlm"), "wavlm", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert(tmp_path_factory):
+    """A tiny random HuBERT saved with save_pretrained."""
+    from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_hubert"), "hubert", seed=0)
