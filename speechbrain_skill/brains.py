@@ -1,0 +1,276 @@
+"""SpeechBrain ``Brain`` classes for layer-to-layer distillation, with and without pruning.
+
+:class:`DistillationBrain` serves every method (SKILL and DPHuBERT final
+distillation, DistilHuBERT, RobustDistiller): frozen teacher -> targets (group
+means), student -> heads -> predictions, padding-aware loss. Optional
+``student_input_transform`` corrupts what the student hears (RobustDistiller)
+and ``auxiliary_loss`` adds task-specific terms (enhancement head).
+
+:class:`PruningDistillationBrain` adds hard-concrete gates and the expected
+sparsity Lagrangian: three optimizers (main weights; gate ``log_alpha`` at
+``reg_lr``; multipliers by gradient ascent), all checkpointed.
+
+Modules expected in ``modules``: ``teacher`` (FrozenSSLTeacher), ``student``
+(PrunableSSLStudent), ``heads`` (LayerProjections / PredictionHeads), and for
+pruning ``lagrangian`` (SparsityLagrangian). Hyperparameters used:
+``distill_loss``, ``groups``, ``group_weights`` (optional), ``opt_class``,
+``lr_annealing``, ``max_steps``, ``log_interval``, ``train_logger``, and for
+pruning ``gate_opt_class``, ``lambda_opt_class``.
+"""
+
+import json
+import logging
+import os
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_skill.lobes.frames import lengths_to_mask
+from speechbrain_skill.targets import align_frames, group_targets
+
+logger = logging.getLogger(__name__)
+
+
+def unwrap(module):
+    """Return the module inside a DDP / DataParallel wrapper (or the module itself).
+
+    Example
+    -------
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> unwrap(layer) is layer
+    True
+    """
+    return module.module if hasattr(module, "module") else module
+
+
+class DistillationBrain(sb.Brain):
+    """Distil a student from a frozen teacher's (grouped) hidden states."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        max_steps = getattr(self.hparams, "max_steps", None)
+        if max_steps is not None and self.optimizer_step_limit is None:
+            self.optimizer_step_limit = int(max_steps)
+        self.skipped = {}
+        self.last_parts = {}
+        self.history_path = getattr(self.hparams, "history_path", None)
+
+    # ---------------------------------------------------------------- forward
+    @property
+    def student(self):
+        """The student module, unwrapped from DDP."""
+        return unwrap(self.modules.student)
+
+    def compute_forward(self, batch, stage):
+        """Teacher targets and student predictions for a batch."""
+        batch = batch.to(self.device)
+        wavs, wav_lens = batch.sig
+        teacher_hidden, frame_lens = self.modules.teacher(wavs, wav_lens)
+        targets = group_targets(
+            teacher_hidden,
+            self.hparams.groups,
+            getattr(self.hparams, "group_weights", None),
+        )
+        student_wavs = wavs
+        transform = getattr(self.hparams, "student_input_transform", None)
+        if transform is not None and stage == sb.Stage.TRAIN:
+            student_wavs = transform(wavs, wav_lens)
+        student_hidden, _ = self.modules.student(student_wavs, wav_lens)
+        predictions = self.modules.heads(student_hidden)
+        predictions, targets = align_frames(predictions, targets.to(predictions.dtype))
+        mask = lengths_to_mask(frame_lens, predictions.shape[2])
+        return {
+            "predictions": predictions,
+            "targets": targets,
+            "mask": mask,
+            "student_wavs": student_wavs,
+            "wavs": wavs,
+            "wav_lens": wav_lens,
+        }
+
+    def compute_objectives(self, outputs, batch, stage):
+        """Distillation loss (+ auxiliary loss when configured)."""
+        loss, parts = self.hparams.distill_loss(
+            outputs["predictions"].float(), outputs["targets"].float(), outputs["mask"]
+        )
+        parts["distill_loss"] = float(loss.detach())
+        auxiliary = getattr(self.hparams, "auxiliary_loss", None)
+        if auxiliary is not None:
+            extra, extra_parts = auxiliary(self.modules, outputs, stage)
+            loss = loss + extra
+            parts.update(extra_parts)
+        self.last_parts = parts
+        if getattr(self, "zero_loss", False):
+            return loss * 0.0
+        return loss
+
+    # ------------------------------------------------------------ batches
+    def _count_skipped(self, batch):
+        for _, reason in getattr(batch, "skipped", ()):
+            key = reason.split(" (")[0]
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+
+    def fit_batch(self, batch):
+        """Fit one batch; a batch whose every file was bad is counted and skipped."""
+        self._count_skipped(batch)
+        if len(batch) > 0:
+            return super().fit_batch(batch)
+        if not self.distributed_launch:
+            return torch.tensor(self.avg_train_loss)
+        # Under DDP every rank must run the same backward (gradient all-reduce):
+        # run one second of silence with the loss multiplied by zero.
+        from speechbrain_skill.data.dataio import AudioBatch
+
+        silence = AudioBatch([{"id": "silence", "sig": torch.zeros(16000)}])
+        self.zero_loss = True
+        try:
+            super().fit_batch(silence)
+        finally:
+            self.zero_loss = False
+        return torch.tensor(self.avg_train_loss)
+
+    def evaluate_batch(self, batch, stage):
+        """Evaluate one batch; empty batches are counted and skipped."""
+        self._count_skipped(batch)
+        if len(batch) == 0:
+            return torch.tensor(0.0)
+        return super().evaluate_batch(batch, stage)
+
+    # ------------------------------------------------------------ optimizers
+    def main_parameters(self):
+        """Trainable weights other than gates and multipliers."""
+        params = list(self.student.main_parameters())
+        for name, module in self.modules.items():
+            if name in ("student", "teacher", "lagrangian"):
+                continue
+            params.extend(p for p in module.parameters() if p.requires_grad)
+        return params
+
+    def init_optimizers(self):
+        """One optimizer for student weights and heads (the teacher is frozen)."""
+        self.optimizer = self.hparams.opt_class(self.main_parameters())
+        self.optimizers_dict = {"main": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Step the learning-rate schedule and log step-level statistics."""
+        if not should_step:
+            return
+        self.hparams.lr_annealing(self.optimizer)
+        if self.optimizer_step % self.hparams.log_interval == 0:
+            stats = {"loss": float(loss), **self.step_statistics()}
+            self.log_step(stats)
+
+    def step_statistics(self):
+        """Statistics logged every ``log_interval`` steps (extended by subclasses)."""
+        stats = dict(self.last_parts)
+        stats["lr"] = self.optimizer.param_groups[0]["lr"]
+        return stats
+
+    def log_step(self, stats):
+        """Write step statistics to the train logger and the history file."""
+        if not if_main_process():
+            return
+        self.hparams.train_logger.log_stats(
+            stats_meta={"step": self.optimizer_step}, train_stats=stats, verbose=False
+        )
+        if self.history_path:
+            os.makedirs(os.path.dirname(self.history_path), exist_ok=True)
+            with open(self.history_path, "a") as handle:
+                handle.write(json.dumps({"step": self.optimizer_step, **stats}) + "\n")
+
+    # ------------------------------------------------------------ stages
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log epoch statistics and checkpoint after validation."""
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        stats = {"loss": stage_loss, **self.epoch_statistics()}
+        if self.skipped:
+            stats["skipped_files"] = sum(self.skipped.values())
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "step": self.optimizer_step},
+                train_stats={"loss": getattr(self, "train_loss", float("nan"))},
+                valid_stats=stats,
+            )
+            if self.checkpointer is not None:
+                self.checkpointer.save_and_keep_only(
+                    meta={"loss": stage_loss, "step": self.optimizer_step},
+                    min_keys=["loss"],
+                    num_to_keep=1,
+                )
+        self.last_valid_stats = stats
+
+    def epoch_statistics(self):
+        """Extra statistics for the epoch summary (extended by subclasses)."""
+        return {}
+
+    # ------------------------------------------------------------ checkpoint
+    def _save(self, path):
+        super()._save(path)
+        extra = {"skipped": self.skipped}
+        with open(f"{path}.skipped.json", "w") as handle:
+            json.dump(extra, handle)
+
+    def _recover(self, path, end_of_epoch):
+        super()._recover(path, end_of_epoch)
+        extra_path = f"{path}.skipped.json"
+        if os.path.isfile(extra_path):
+            with open(extra_path) as handle:
+                self.skipped = json.load(handle)["skipped"]
+
+
+class PruningDistillationBrain(DistillationBrain):
+    """Joint distillation and structured pruning (hard-concrete gates + Lagrangian)."""
+
+    def compute_objectives(self, outputs, batch, stage):
+        """Distillation loss plus the sparsity penalty in training."""
+        loss = super().compute_objectives(outputs, batch, stage)
+        expected = self.student.expected_sparsity()
+        penalty, target = self.modules.lagrangian(expected, self.optimizer_step)
+        self.last_parts.update(
+            expected_sparsity=float(expected.detach()),
+            target_sparsity=target,
+            penalty=float(penalty.detach()),
+        )
+        if stage != sb.Stage.TRAIN or getattr(self, "zero_loss", False):
+            return loss
+        return loss + penalty
+
+    def init_optimizers(self):
+        """Main weights, gate log_alpha (reg_lr) and multipliers (gradient ascent)."""
+        super().init_optimizers()
+        lagrangian = unwrap(self.modules.lagrangian)
+        self.gate_optimizer = self.hparams.gate_opt_class(
+            self.student.gate_parameters()
+        )
+        self.lambda_optimizer = self.hparams.lambda_opt_class(lagrangian.parameters())
+        self.optimizers_dict.update(
+            gates=self.gate_optimizer, lambdas=self.lambda_optimizer
+        )
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("gate_optimizer", self.gate_optimizer)
+            self.checkpointer.add_recoverable("lambda_optimizer", self.lambda_optimizer)
+
+    def step_statistics(self):
+        """Add sparsity, target, multipliers and expected parameters."""
+        stats = super().step_statistics()
+        lagrangian = unwrap(self.modules.lagrangian)
+        with torch.no_grad():
+            stats["expected_params"] = float(self.student.expected_num_params())
+        stats["lambda1"] = float(lagrangian.lambda1)
+        stats["lambda2"] = float(lagrangian.lambda2)
+        return stats
+
+    def epoch_statistics(self):
+        """Expected sparsity and multipliers at the end of an epoch."""
+        lagrangian = unwrap(self.modules.lagrangian)
+        with torch.no_grad():
+            expected = float(self.student.expected_sparsity())
+        return {
+            "expected_sparsity": round(expected, 4),
+            "target_sparsity": round(lagrangian.target_at(self.optimizer_step), 4),
+        }

@@ -1,0 +1,94 @@
+"""Heads that map student hidden states to distillation targets.
+
+* :class:`LayerProjections` (DPHuBERT / SKILL): one linear map per target,
+  applied to a chosen student layer, initialised to the identity so that a
+  student copied from the teacher starts from its own layer.
+* :class:`PredictionHeads` (DistilHuBERT): one Linear-GELU-Linear per target,
+  all on the last student layer.
+
+Both take the stacked student hidden states (layers + 1, batch, frames, dim)
+and return (num_targets, batch, frames, dim).
+"""
+
+import torch
+
+
+class LayerProjections(torch.nn.Module):
+    """Per-target linear projections of selected student layers, identity-initialised.
+
+    Arguments
+    ---------
+    student_layers : list of int
+        Student hidden-state index feeding each target.
+    input_dim : int
+        Student hidden size.
+    output_dim : int, optional
+        Teacher hidden size (defaults to ``input_dim``). Identity init needs
+        equal sizes; otherwise the default PyTorch init is used.
+
+    Example
+    -------
+    >>> heads = LayerProjections([0, 2], 4)
+    >>> hidden = torch.randn(3, 1, 5, 4)
+    >>> torch.allclose(heads(hidden), hidden[[0, 2]])
+    True
+    """
+
+    def __init__(self, student_layers, input_dim, output_dim=None):
+        super().__init__()
+        output_dim = output_dim or input_dim
+        self.student_layers = [int(layer) for layer in student_layers]
+        self.projections = torch.nn.ModuleList(
+            torch.nn.Linear(input_dim, output_dim) for _ in self.student_layers
+        )
+        if input_dim == output_dim:
+            for layer in self.projections:
+                torch.nn.init.eye_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
+
+    def forward(self, student_hidden):
+        """Project each selected student layer."""
+        return torch.stack(
+            [
+                proj(student_hidden[layer])
+                for proj, layer in zip(self.projections, self.student_layers)
+            ]
+        )
+
+
+class PredictionHeads(torch.nn.Module):
+    """DistilHuBERT prediction heads: Linear-GELU-Linear per target on the last layer.
+
+    Arguments
+    ---------
+    num_targets : int
+        Number of teacher targets (3 for layers 4, 8, 12).
+    input_dim : int
+        Student hidden size.
+    hidden_dim : int
+        Inner width of each head.
+    output_dim : int
+        Teacher hidden size.
+
+    Example
+    -------
+    >>> heads = PredictionHeads(3, 8, 16, 8)
+    >>> heads(torch.randn(3, 2, 5, 8)).shape
+    torch.Size([3, 2, 5, 8])
+    """
+
+    def __init__(self, num_targets, input_dim, hidden_dim, output_dim):
+        super().__init__()
+        self.heads = torch.nn.ModuleList(
+            torch.nn.Sequential(
+                torch.nn.Linear(input_dim, hidden_dim),
+                torch.nn.GELU(),
+                torch.nn.Linear(hidden_dim, output_dim),
+            )
+            for _ in range(num_targets)
+        )
+
+    def forward(self, student_hidden):
+        """Predict every target from the last student hidden state."""
+        last = student_hidden[-1]
+        return torch.stack([head(last) for head in self.heads])

@@ -1,0 +1,373 @@
+"""The stages of a distillation recipe run (DESIGN section 3), resumable and DDP-aware.
+
+1. layer groups: given in the yaml, or found by similarity + clustering on a
+   calibration subset (SKILL); written to ``<output>/layer_analysis``;
+2. distill + prune (hard-concrete gates, Lagrangian), step-interval checkpoints;
+3. materialise the pruned student (physically smaller tensors);
+4. final distillation without the sparsity penalty;
+5. export: the student directory (loadable with one call) and a report.
+
+Each stage leaves ``<output>/stages/<stage>.json`` when it finishes; a re-run
+skips finished stages, and an unfinished one resumes from its last checkpoint
+(optimizers, schedulers, gates, multipliers, step counter and data position).
+Methods without pruning (DistilHuBERT) skip stages 2-3.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_skill.brains import DistillationBrain, PruningDistillationBrain, unwrap
+from speechbrain_skill.clustering import load_groups, validate_groups, validate_k
+from speechbrain_skill.data.dataio import (
+    SkipBadAudioCollate,
+    make_audio_dataloader,
+    make_audio_dataset,
+    make_dynamic_batch_sampler,
+)
+from speechbrain_skill.pruning import validate_target_sparsity
+from speechbrain_skill.report import write_report
+from speechbrain_skill.targets import default_student_layers
+
+logger = logging.getLogger(__name__)
+
+
+def _read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def _write_json(path, content):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class DistillationPipeline:
+    """Run the stages of a SKILL / DPHuBERT / DistilHuBERT recipe from its hparams.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded recipe yaml (see ``recipes/LibriSpeech/distillation/hparams``).
+    run_opts : dict
+        SpeechBrain run options (device, precision, DDP, checkpoint interval).
+
+    The constructor validates the configuration, so bad values fail before any
+    data preparation or training.
+    """
+
+    def __init__(self, hparams, run_opts):
+        self.hparams = hparams
+        self.run_opts = run_opts
+        self.output = Path(hparams["output_folder"])
+        self.teacher = hparams["teacher"]
+        self.num_states = self.teacher.num_hidden_states
+        self.validate()
+
+    # ------------------------------------------------------------ validation
+    def validate(self):
+        """Check the configuration against the teacher; clear errors, no training."""
+        hp = self.hparams
+        if hp.get("prune", True):
+            validate_target_sparsity(hp["target_sparsity"])
+        if hp.get("groups"):
+            validate_groups(hp["groups"], self.num_states)
+        else:
+            validate_k(hp["num_groups"], self.num_states)
+        num_student_states = unwrap(hp["student"]).num_hidden_states
+        for layer in hp.get("student_layers") or []:
+            if not 0 <= int(layer) < num_student_states:
+                raise ValueError(
+                    f"student_layers has index {layer}, but the student has "
+                    f"{num_student_states} hidden states (0..{num_student_states - 1})."
+                )
+        for key in ("max_batch_seconds", "max_crop_seconds"):
+            if hp.get(key) is not None and float(hp[key]) <= 0:
+                raise ValueError(f"{key} must be positive, got {hp[key]}.")
+
+    # ------------------------------------------------------------ helpers
+    def make_heads(self, student_layers):
+        """The target heads, sized from the teacher."""
+        return self.hparams["make_heads"](
+            student_layers=student_layers, input_dim=self.teacher.config.hidden_size
+        )
+
+    def stage_file(self, stage):
+        """Path of the marker a finished stage leaves."""
+        return self.output / "stages" / f"{stage}.json"
+
+    def finished(self, stage):
+        """The summary of a finished stage, or None."""
+        path = self.stage_file(stage)
+        return _read_json(path) if path.is_file() else None
+
+    def mark_finished(self, stage, summary):
+        """Record a finished stage (main process only)."""
+        if if_main_process():
+            _write_json(self.stage_file(stage), summary)
+        sb.utils.distributed.ddp_barrier()
+
+    def datasets(self):
+        """Train (random crops, dynamic batches) and validation datasets + loader kwargs."""
+        hp = self.hparams
+        train = make_audio_dataset(
+            hp["train_csv"],
+            max_crop_seconds=hp["max_crop_seconds"],
+            random_crop=True,
+            min_duration=hp["min_duration"],
+            max_duration=hp["max_duration"],
+        )
+        valid = make_audio_dataset(
+            hp["valid_csv"],
+            max_crop_seconds=hp["valid_max_seconds"],
+            random_crop=False,
+            sort="ascending",
+            max_utterances=hp["valid_max_utterances"],
+        )
+        sampler = make_dynamic_batch_sampler(
+            train,
+            max_batch_seconds=hp["max_batch_seconds"],
+            num_buckets=hp["num_buckets"],
+            shuffle=True,
+            seed=hp["seed"],
+            max_crop_seconds=hp["max_crop_seconds"],
+        )
+        collate = SkipBadAudioCollate()
+        train_kwargs = dict(
+            batch_sampler=sampler, collate_fn=collate, num_workers=hp["num_workers"]
+        )
+        valid_kwargs = dict(
+            batch_size=hp["valid_batch_size"],
+            collate_fn=collate,
+            num_workers=hp["num_workers"],
+        )
+        return train, valid, train_kwargs, valid_kwargs
+
+    # ------------------------------------------------------------ stage 1
+    def layer_groups(self):
+        """Groups of teacher layers and the student layer for each (stage 2-3)."""
+        hp = self.hparams
+        if hp.get("groups"):
+            groups = validate_groups(hp["groups"], self.num_states)
+            source = "configuration"
+        else:
+            analysis_dir = self.output / "layer_analysis"
+            settings = {
+                "teacher": str(hp["teacher_source"]),
+                "k": hp["num_groups"],
+                "linkage": hp["linkage"],
+                "measure": hp["similarity_measure"],
+                "calibration_utterances": hp["calibration_utterances"],
+                "calibration_csv": str(hp["calibration_csv"]),
+            }
+            done = self.finished("layer_groups")
+            if not done or done.get("settings") != settings:
+                run_on_main(self._run_layer_analysis, args=(analysis_dir, settings))
+            groups = load_groups(analysis_dir / "groups.json", self.num_states)
+            source = "clustering"
+        student_layers = hp.get("student_layers") or default_student_layers(groups)
+        if len(student_layers) != len(groups):
+            raise ValueError(
+                f"student_layers has {len(student_layers)} entries for {len(groups)} groups."
+            )
+        return groups, [int(layer) for layer in student_layers], source
+
+    def _run_layer_analysis(self, analysis_dir, settings):
+        from speechbrain_skill.layer_analysis import run_layer_analysis
+
+        hp = self.hparams
+        loader = make_audio_dataloader(
+            hp["calibration_csv"],
+            batch_size=hp["calibration_batch_size"],
+            max_utterances=hp["calibration_utterances"],
+            seed=hp["seed"],
+            max_seconds=hp["calibration_max_seconds"],
+        )
+        result = run_layer_analysis(
+            self.teacher,
+            loader,
+            analysis_dir,
+            k=hp["num_groups"],
+            linkage=hp["linkage"],
+            measure=hp["similarity_measure"],
+            teacher_name=str(hp["teacher_source"]),
+            max_frames_per_utterance=hp["max_frames_per_utterance"],
+            seed=hp["seed"],
+            device=self.run_opts.get("device", "cpu") or "cpu",
+            progress=not self.run_opts.get("noprogressbar", False),
+            metadata={"manifest": str(hp["calibration_csv"])},
+        )
+        print(result.summary())
+        _write_json(
+            self.stage_file("layer_groups"),
+            {"settings": settings, "groups": result.groups},
+        )
+
+    # ------------------------------------------------------------ stages 2-4
+    def _stage_hparams(self, prefix, history_path):
+        hp = self.hparams
+        stage = dict(hp)
+        stage.update(
+            max_steps=hp[f"{prefix}_steps"],
+            opt_class=hp[f"{prefix}_opt_class"],
+            lr_annealing=hp[f"{prefix}_lr_annealing"],
+            history_path=str(history_path),
+        )
+        return stage
+
+    def _fit(self, brain_class, prefix, modules, recoverables, groups):
+        hp = self.hparams
+        stage_dir = self.output / prefix
+        counter = hp[f"{prefix}_epoch_counter"]
+        checkpointer = Checkpointer(
+            stage_dir / "checkpoints",
+            recoverables={
+                **recoverables,
+                "lr_annealing": hp[f"{prefix}_lr_annealing"],
+                "counter": counter,
+            },
+        )
+        stage_hparams = self._stage_hparams(prefix, stage_dir / "history.jsonl")
+        stage_hparams["groups"] = groups
+        brain = brain_class(
+            modules=modules,
+            hparams=stage_hparams,
+            run_opts=self.run_opts,
+            checkpointer=checkpointer,
+        )
+        train, valid, train_kwargs, valid_kwargs = self.datasets()
+        brain.fit(
+            counter,
+            train,
+            valid,
+            train_loader_kwargs=train_kwargs,
+            valid_loader_kwargs=valid_kwargs,
+        )
+        # A last checkpoint at the final step, so that a crash after this point
+        # resumes with the finished weights rather than the last epoch's.
+        checkpointer.save_and_keep_only(
+            meta={"step": brain.optimizer_step, "end_of_stage": True}, num_to_keep=1
+        )
+        return brain
+
+    def distill_and_prune(self, groups, student_layers):
+        """Stage 2: joint distillation and structured pruning."""
+        hp = self.hparams
+        student = hp["student"]
+        heads = self.make_heads(student_layers)
+        lagrangian = hp["lagrangian"]
+        modules = {
+            "teacher": self.teacher,
+            "student": student,
+            "heads": heads,
+            "lagrangian": lagrangian,
+        }
+        brain = self._fit(
+            PruningDistillationBrain,
+            "prune",
+            modules,
+            {"student": student, "heads": heads, "lagrangian": lagrangian},
+            groups,
+        )
+        student = unwrap(brain.modules.student)
+        with torch.no_grad():
+            expected = float(student.expected_sparsity())
+        return brain, student, heads, expected
+
+    def materialize(self, student, heads):
+        """Stage 3: the physically smaller student, saved with its heads."""
+        pruned_dir = self.output / "pruned_student"
+
+        def _save():
+            pruned = unwrap(student).eval().prune()
+            self.hparams["save_student"](pruned, pruned_dir)
+            torch.save(unwrap(heads).state_dict(), pruned_dir / "heads.ckpt")
+
+        run_on_main(_save)
+        return pruned_dir
+
+    def final_distill(self, student_dir, groups, student_layers):
+        """Stage 4: distil the (pruned) student without the sparsity penalty."""
+        hp = self.hparams
+        student = hp["load_student"](student_dir)
+        heads = self.make_heads(student_layers)
+        heads_file = Path(student_dir) / "heads.ckpt"
+        if heads_file.is_file():
+            heads.load_state_dict(torch.load(heads_file, map_location="cpu"))
+        modules = {"teacher": self.teacher, "student": student, "heads": heads}
+        modules.update(hp.get("extra_modules") or {})
+        recoverables = {"student": student, "heads": heads}
+        recoverables.update(hp.get("extra_modules") or {})
+        brain = self._fit(DistillationBrain, "final", modules, recoverables, groups)
+        return brain, unwrap(brain.modules.student), unwrap(brain.modules.heads)
+
+    # ------------------------------------------------------------ run all
+    def run(self):
+        """Run (or resume) every stage and return the report dictionary."""
+        hp = self.hparams
+        groups, student_layers, source = self.layer_groups()
+        logger.info(
+            "Teacher layer groups (%s): %s -> student layers %s",
+            source,
+            groups,
+            student_layers,
+        )
+        summary = {
+            "groups": groups,
+            "groups_source": source,
+            "student_layers": student_layers,
+        }
+        if hp.get("prune", True):
+            pruned_dir = self.output / "pruned_student"
+            done = self.finished("prune")
+            if done is None:
+                _, student, heads, expected = self.distill_and_prune(
+                    groups, student_layers
+                )
+                self.materialize(student, heads)
+                done = {"expected_sparsity": expected}
+                self.mark_finished("prune", done)
+            summary["expected_sparsity_after_pruning"] = done["expected_sparsity"]
+            student_dir = pruned_dir
+        else:
+            student_dir = self.output / "initial_student"
+            run_on_main(self._save_initial_student, args=(student_dir, student_layers))
+        done = self.finished("final")
+        if done is None:
+            brain, student, heads = self.final_distill(
+                student_dir, groups, student_layers
+            )
+            done = {
+                "valid_loss": brain.last_valid_stats.get("loss"),
+                "skipped_files": brain.skipped,
+            }
+            run_on_main(self._export, args=(student, heads))
+            self.mark_finished("final", done)
+        summary.update(
+            final_valid_loss=done["valid_loss"], skipped_files=done["skipped_files"]
+        )
+        report = {}
+        if if_main_process():
+            report = write_report(self.output, hp, summary)
+        sb.utils.distributed.ddp_barrier()
+        return report
+
+    def _save_initial_student(self, student_dir, student_layers):
+        if (Path(student_dir) / "config.json").is_file():
+            return
+        self.hparams["save_student"](unwrap(self.hparams["student"]), student_dir)
+        heads = self.make_heads(student_layers)
+        torch.save(heads.state_dict(), Path(student_dir) / "heads.ckpt")
+
+    def _export(self, student, heads):
+        export_dir = Path(self.hparams["export_folder"])
+        self.hparams["save_student"](student.eval(), export_dir)
+        torch.save(heads.state_dict(), export_dir / "heads.ckpt")

@@ -1,0 +1,180 @@
+"""The end-of-run report: parameters, sparsity reached vs target, curves, summary."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_history(path):
+    """Read a ``history.jsonl`` file; on duplicated steps (after a resume) keep the last.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        The file written by the Brain every ``log_interval`` steps.
+
+    Returns
+    -------
+    list of dict
+        Sorted by step.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "history.jsonl")
+    >>> _ = open(path, "w").write('{"step": 2, "loss": 3}\\n{"step": 1, "loss": 5}\\n'
+    ...                            '{"step": 2, "loss": 1}\\n')
+    >>> [entry["loss"] for entry in read_history(path)]
+    [5, 1]
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    by_step = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            by_step[entry["step"]] = entry
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def plot_curves(histories, path):
+    """Plot loss per stage and, for pruning, expected vs target sparsity and lambdas.
+
+    Arguments
+    ---------
+    histories : dict
+        Stage name -> list of history entries.
+    path : str or os.PathLike
+        Output PNG.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    pruning = histories.get("prune") or []
+    panels = 1 + (2 if pruning else 0)
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
+    axes = axes[0]
+    offset = 0
+    for stage, entries in histories.items():
+        if not entries:
+            continue
+        steps = [offset + e["step"] for e in entries]
+        axes[0].plot(steps, [e["distill_loss"] for e in entries], label=f"{stage}")
+        offset = steps[-1]
+    axes[0].set(title="Distillation loss (train)", xlabel="step (stages chained)")
+    axes[0].legend()
+    if pruning:
+        steps = [e["step"] for e in pruning]
+        axes[1].plot(steps, [e["expected_sparsity"] for e in pruning], label="expected")
+        axes[1].plot(
+            steps, [e["target_sparsity"] for e in pruning], "--", label="target"
+        )
+        axes[1].set(title="Sparsity (pruning stage)", xlabel="step", ylim=(0, 1))
+        axes[1].legend()
+        axes[2].plot(steps, [e["lambda1"] for e in pruning], label="lambda1")
+        axes[2].plot(steps, [e["lambda2"] for e in pruning], label="lambda2")
+        axes[2].set(title="Lagrange multipliers", xlabel="step")
+        axes[2].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return str(path)
+
+
+def write_report(output_folder, hparams, summary):
+    """Write ``report.json``, ``report.md`` and ``curves.png`` and print a summary.
+
+    Arguments
+    ---------
+    output_folder : str or os.PathLike
+        The run's output folder (histories are read from its stage folders).
+    hparams : dict
+        Recipe hyperparameters (teacher, target sparsity, export folder, loaders).
+    summary : dict
+        Facts gathered by the pipeline (groups, losses, skipped files).
+
+    Returns
+    -------
+    dict
+        The report.
+    """
+    from speechbrain_skill.lobes.student import num_params
+
+    output_folder = Path(output_folder)
+    export = Path(hparams["export_folder"])
+    student = hparams["load_student"](export)
+    teacher_params = num_params(hparams["teacher"].model)
+    student_params = num_params(student)
+    reference = student.config.unpruned_num_params or teacher_params
+    report = {
+        "teacher": str(hparams["teacher_source"]),
+        "teacher_params": teacher_params,
+        "student_params": student_params,
+        "unpruned_student_params": reference,
+        "sparsity_reached": round(1.0 - student_params / reference, 4),
+        "target_sparsity": hparams.get("target_sparsity")
+        if hparams.get("prune", True)
+        else None,
+        **summary,
+        "student_dir": str(export),
+    }
+    histories = {
+        stage: read_history(output_folder / stage / "history.jsonl")
+        for stage in ("prune", "final")
+    }
+    report["curves"] = plot_curves(histories, export / "curves.png")
+    (export / "report.json").write_text(
+        json.dumps(report, indent=2, default=str) + "\n"
+    )
+    text = format_summary(report)
+    (export / "report.md").write_text("```\n" + text + "\n```\n")
+    print(text)
+    return report
+
+
+def format_summary(report):
+    """One screen of text summarising a run.
+
+    Example
+    -------
+    >>> print(format_summary({"teacher": "t", "teacher_params": 100,
+    ...     "student_params": 25, "unpruned_student_params": 100,
+    ...     "sparsity_reached": 0.75, "target_sparsity": 0.75, "groups": [[0, 1]],
+    ...     "student_layers": [1], "final_valid_loss": 0.5, "student_dir": "d"}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ====================  distillation summary  ====================
+    teacher            t
+    layer groups       [0, 1] -> student layer 1
+    parameters         teacher 100 -> student 25
+    sparsity reached   0.750 (target 0.75)
+    final valid loss   0.5
+    skipped files      0
+    student            d (load: speechbrain_skill.lobes.student.load_student)
+    """
+    groups = ", ".join(
+        f"{group} -> student layer {layer}"
+        for group, layer in zip(report["groups"], report["student_layers"])
+    )
+    target = report.get("target_sparsity")
+    skipped = report.get("skipped_files") or {}
+    lines = [
+        "====================  distillation summary  ====================",
+        f"teacher            {report['teacher']}",
+        f"layer groups       {groups}",
+        f"parameters         teacher {report['teacher_params']:,} -> student "
+        f"{report['student_params']:,}",
+        f"sparsity reached   {report['sparsity_reached']:.3f}"
+        + (f" (target {target})" if target is not None else ""),
+        f"final valid loss   {report.get('final_valid_loss')}",
+        f"skipped files      {sum(skipped.values()) if skipped else 0}",
+        f"student            {report['student_dir']} "
+        "(load: speechbrain_skill.lobes.student.load_student)",
+    ]
+    return "\n".join(lines)
