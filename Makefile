@@ -21,7 +21,7 @@ $(STAMP): setup.py
 setup: system-deps $(STAMP)
 
 demo: setup
-	$(PY) -m speechbrain_skill.quickstart --output $(DEMO_DIR)
+	PY=$(abspath $(PY)) bash scripts/quickstart.sh $(DEMO_DIR)
 
 lint: setup
 	$(VENV)/bin/ruff check .

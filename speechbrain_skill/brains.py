@@ -160,7 +160,7 @@ class DistillationBrain(sb.Brain):
             return
         self.hparams.lr_annealing(self.optimizer)
         if self.optimizer_step % self.hparams.log_interval == 0:
-            stats = {"loss": float(loss), **self.step_statistics()}
+            stats = {"loss": float(loss.detach()), **self.step_statistics()}
             self.log_step(stats)
 
     def step_statistics(self):
