@@ -20,10 +20,10 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_skill.brains import DistillationBrain, PruningDistillationBrain, unwrap
+from speechbrain_skill.checkpoints import CompleteCheckpointer
 from speechbrain_skill.clustering import load_groups, validate_groups, validate_k
 from speechbrain_skill.data.dataio import (
     SkipBadAudioCollate,
@@ -116,7 +116,7 @@ class DistillationPipeline:
         sb.utils.distributed.ddp_barrier()
 
     def datasets(self):
-        """Train (random crops, dynamic batches) and validation datasets + loader kwargs."""
+        """Train (random crops, dynamic batches) and validation sets, with loader kwargs."""
         hp = self.hparams
         train = make_audio_dataset(
             hp["train_csv"],
@@ -176,7 +176,8 @@ class DistillationPipeline:
         student_layers = hp.get("student_layers") or default_student_layers(groups)
         if len(student_layers) != len(groups):
             raise ValueError(
-                f"student_layers has {len(student_layers)} entries for {len(groups)} groups."
+                f"student_layers has {len(student_layers)} entries for "
+                f"{len(groups)} groups."
             )
         return groups, [int(layer) for layer in student_layers], source
 
@@ -227,7 +228,7 @@ class DistillationPipeline:
         hp = self.hparams
         stage_dir = self.output / prefix
         counter = hp[f"{prefix}_epoch_counter"]
-        checkpointer = Checkpointer(
+        checkpointer = CompleteCheckpointer(
             stage_dir / "checkpoints",
             recoverables={
                 **recoverables,
@@ -329,16 +330,18 @@ class DistillationPipeline:
             pruned_dir = self.output / "pruned_student"
             done = self.finished("prune")
             if done is None:
-                _, student, heads, expected = self.distill_and_prune(
+                brain, student, heads, expected = self.distill_and_prune(
                     groups, student_layers
                 )
                 self.materialize(student, heads)
-                done = {"expected_sparsity": expected}
+                done = {"expected_sparsity": expected, "skipped_files": brain.skipped}
                 self.mark_finished("prune", done)
             summary["expected_sparsity_after_pruning"] = done["expected_sparsity"]
+            skipped = dict(done["skipped_files"])
             student_dir = pruned_dir
         else:
             student_dir = self.output / "initial_student"
+            skipped = {}
             run_on_main(self._save_initial_student, args=(student_dir, student_layers))
         done = self.finished("final")
         if done is None:
@@ -352,7 +355,11 @@ class DistillationPipeline:
             run_on_main(self._export, args=(student, heads))
             self.mark_finished("final", done)
         summary.update(
-            final_valid_loss=done["valid_loss"], skipped_files=done["skipped_files"]
+            final_valid_loss=done["valid_loss"],
+            skipped_files={
+                reason: skipped.get(reason, 0) + done["skipped_files"].get(reason, 0)
+                for reason in {*skipped, *done["skipped_files"]}
+            },
         )
         report = {}
         if if_main_process():

@@ -1,0 +1,150 @@
+"""Integration tests of recipes/LibriSpeech/distillation on the built-in corpus."""
+
+import csv
+import json
+import shutil
+import signal
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from recipe_runner import RECIPE, run_recipe, tiny_overrides
+
+from speechbrain_skill.lobes.student import load_student
+
+
+@pytest.fixture(scope="module")
+def skill_run(builtin_corpus, tiny_wavlm, tmp_path_factory):
+    output = tmp_path_factory.mktemp("skill_run")
+    log = run_recipe(
+        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, tiny_wavlm)
+    )
+    return output, log
+
+
+def test_every_stage_writes_its_outputs(skill_run):
+    output, log = skill_run
+    for name in (
+        "similarity.npy",
+        "similarity.csv",
+        "groups.json",
+        "similarity_heatmap.png",
+        "dendrogram.png",
+    ):
+        assert (output / "layer_analysis" / name).is_file(), name
+    for stage in ("layer_groups", "prune", "final"):
+        assert (output / "stages" / f"{stage}.json").is_file()
+    assert (output / "pruned_student" / "config.json").is_file()
+    report = json.loads((output / "student" / "report.json").read_text())
+    assert report["groups_source"] == "clustering" and len(report["groups"]) == 3
+    assert (output / "student" / "curves.png").is_file()
+    assert "distillation summary" in log
+    history = [json.loads(line) for line in (output / "prune" / "history.jsonl").open()]
+    assert [entry["step"] for entry in history] == list(range(1, 9))
+    targets = [entry["target_sparsity"] for entry in history]
+    assert targets[0] < targets[-1] == pytest.approx(0.75)
+
+
+def test_exported_student_loads_in_one_call_and_runs(skill_run):
+    output, _ = skill_run
+    student = load_student(output / "student")
+    hidden, frame_lens = student(torch.randn(2, 16000), torch.tensor([1.0, 0.6]))
+    assert hidden.shape[:3] == (student.num_hidden_states, 2, 49)
+    assert frame_lens.tolist()[0] == 49 and torch.isfinite(hidden).all()
+
+
+def test_rerun_skips_finished_stages(skill_run, builtin_corpus, tiny_wavlm):
+    output, _ = skill_run
+    stamps = {p: p.stat().st_mtime for p in (output / "stages").iterdir()}
+    log = run_recipe(
+        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, tiny_wavlm)
+    )
+    assert {p: p.stat().st_mtime for p in (output / "stages").iterdir()} == stamps
+    assert "Going into epoch" not in log
+    assert "distillation summary" in log
+
+
+def test_dphubert_mode_uses_fixed_layers_and_skips_clustering(
+    builtin_corpus, tiny_wavlm, tmp_path
+):
+    args = tiny_overrides(
+        builtin_corpus, tmp_path, tiny_wavlm, prune_steps=2, final_steps=1
+    )
+    args = [a for a in args if not a.startswith("--num_groups")]
+    run_recipe("dphubert_wavlm.yaml", [*args, "--groups=[[0],[2],[4]]"])
+    assert not (tmp_path / "layer_analysis").exists()
+    report = json.loads((tmp_path / "student" / "report.json").read_text())
+    assert report["groups"] == [[0], [2], [4]] and report["student_layers"] == [0, 2, 4]
+    assert report["groups_source"] == "configuration"
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(
+    builtin_corpus, tiny_wavlm, tmp_path
+):
+    args = tiny_overrides(
+        builtin_corpus, tmp_path, tiny_wavlm, prune_steps=30, ckpt_interval_steps=2
+    )
+    history = tmp_path / "prune" / "history.jsonl"
+    process = run_recipe("skill_wavlm.yaml", args, background=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        steps = (
+            [json.loads(x)["step"] for x in history.open()] if history.exists() else []
+        )
+        if steps and steps[-1] >= 7:
+            break
+        assert process.poll() is None, process.stdout.read()[-3000:]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = max(json.loads(x)["step"] for x in history.open())
+    assert killed_at < 30
+    lines_before = len(history.read_text().splitlines())
+    log = run_recipe("skill_wavlm.yaml", args)
+    assert (
+        "Loading a checkpoint" in log
+        or "Loading checkpoint" in log
+        or "resum" in log.lower()
+    )
+    new_steps = [
+        json.loads(x)["step"] for x in history.read_text().splitlines()[lines_before:]
+    ]
+    # It continued from a saved step (>= 6 of the killed run), not from step 1 ...
+    assert new_steps[0] > 5 and new_steps[0] <= killed_at + 1
+    # ... and stopped at the configured total.
+    assert new_steps[-1] == 30
+
+
+def test_bad_files_in_the_manifest_are_skipped_and_counted(
+    builtin_corpus, manifests, tiny_wavlm, tmp_path
+):
+    nan_wav = tmp_path / "nan.wav"
+    data = np.zeros(16000, dtype="float32")
+    data[10] = np.nan
+    sf.write(str(nan_wav), data, 16000, subtype="FLOAT")
+    train_csv = tmp_path / "train.csv"
+    shutil.copy(manifests / "train-clean-100.csv", train_csv)
+    with open(train_csv, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["bad-nan", 1.0, str(nan_wav), "1", "X"])
+        writer.writerow(["bad-missing", 1.0, str(tmp_path / "gone.flac"), "1", "X"])
+    args = tiny_overrides(
+        builtin_corpus,
+        tmp_path / "run",
+        tiny_wavlm,
+        prune_steps=24,  # more than one epoch (18 one-utterance batches)
+        final_steps=2,
+        skip_prep=True,
+        train_csv=train_csv,
+        valid_csv=manifests / "dev-clean.csv",
+        calibration_utterances=20,
+    )
+    run_recipe("skill_wavlm.yaml", args)
+    report = json.loads((tmp_path / "run" / "student" / "report.json").read_text())
+    assert set(report["skipped_files"]) == {"NaN or Inf samples", "missing"}
+    groups = json.loads(
+        (tmp_path / "run" / "layer_analysis" / "groups.json").read_text()
+    )
+    assert groups["metadata"]["num_skipped"] == 2
