@@ -170,13 +170,15 @@ class DistillationBrain(sb.Brain):
         return stats
 
     def log_step(self, stats):
-        """Write step statistics to the train logger and the history file."""
-        if not if_main_process():
-            return
+        """Write step statistics to the train logger and the history file.
+
+        Called on every process: the SpeechBrain logger broadcasts from the main
+        process, so calling it on the main process alone would deadlock DDP.
+        """
         self.hparams.train_logger.log_stats(
             stats_meta={"step": self.optimizer_step}, train_stats=stats, verbose=False
         )
-        if self.history_path:
+        if self.history_path and if_main_process():
             os.makedirs(os.path.dirname(self.history_path), exist_ok=True)
             with open(self.history_path, "a") as handle:
                 handle.write(json.dumps({"step": self.optimizer_step, **stats}) + "\n")
@@ -261,8 +263,8 @@ class PruningDistillationBrain(DistillationBrain):
         lagrangian = unwrap(self.modules.lagrangian)
         with torch.no_grad():
             stats["expected_params"] = float(self.student.expected_num_params())
-        stats["lambda1"] = float(lagrangian.lambda1)
-        stats["lambda2"] = float(lagrangian.lambda2)
+        stats["lambda1"] = float(lagrangian.lambda1.detach())
+        stats["lambda2"] = float(lagrangian.lambda2.detach())
         return stats
 
     def epoch_statistics(self):
