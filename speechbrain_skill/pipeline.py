@@ -265,17 +265,19 @@ class DistillationPipeline:
         student = hp["student"]
         heads = self.make_heads(student_layers)
         lagrangian = hp["lagrangian"]
+        extra = self.hparams.get("extra_modules") or {}
         modules = {
             "teacher": self.teacher,
             "student": student,
             "heads": heads,
             "lagrangian": lagrangian,
+            **extra,
         }
         brain = self._fit(
             PruningDistillationBrain,
             "prune",
             modules,
-            {"student": student, "heads": heads, "lagrangian": lagrangian},
+            {"student": student, "heads": heads, "lagrangian": lagrangian, **extra},
             groups,
         )
         student = unwrap(brain.modules.student)
@@ -303,10 +305,9 @@ class DistillationPipeline:
         heads_file = Path(student_dir) / "heads.ckpt"
         if heads_file.is_file():
             heads.load_state_dict(torch.load(heads_file, map_location="cpu"))
-        modules = {"teacher": self.teacher, "student": student, "heads": heads}
-        modules.update(hp.get("extra_modules") or {})
-        recoverables = {"student": student, "heads": heads}
-        recoverables.update(hp.get("extra_modules") or {})
+        extra = hp.get("extra_modules") or {}
+        modules = {"teacher": self.teacher, "student": student, "heads": heads, **extra}
+        recoverables = {"student": student, "heads": heads, **extra}
         brain = self._fit(DistillationBrain, "final", modules, recoverables, groups)
         return brain, unwrap(brain.modules.student), unwrap(brain.modules.heads)
 
