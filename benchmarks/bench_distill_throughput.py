@@ -93,7 +93,9 @@ def main():
         targets = group_targets(hidden, groups)
         (s_hidden, _), t_student = timed(lambda: student(wavs, wav_lens))
 
-        def loss_and_backward():
+        def loss_and_backward(
+            s_hidden=s_hidden, targets=targets, frame_lens=frame_lens, step=step
+        ):
             predictions, aligned = align_frames(heads(s_hidden), targets)
             mask = lengths_to_mask(frame_lens, predictions.shape[2])
             loss, _ = loss_fn(predictions, aligned, mask)

@@ -1,4 +1,4 @@
-"""SpeechBrain ``Brain`` classes for layer-to-layer distillation, with and without pruning.
+"""SpeechBrain ``Brain`` classes for layer-to-layer distillation (optionally pruning).
 
 :class:`DistillationBrain` serves every method (SKILL and DPHuBERT final
 distillation, DistilHuBERT, RobustDistiller): frozen teacher -> targets (group

@@ -116,7 +116,7 @@ class DistillationPipeline:
         sb.utils.distributed.ddp_barrier()
 
     def datasets(self):
-        """Train (random crops, dynamic batches) and validation sets, with loader kwargs."""
+        """Train (random crops, dynamic batches) and validation sets + loader kwargs."""
         hp = self.hparams
         train = make_audio_dataset(
             hp["train_csv"],

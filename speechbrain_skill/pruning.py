@@ -18,10 +18,10 @@ def validate_target_sparsity(target_sparsity):
     -------
     >>> validate_target_sparsity(0.75)
     0.75
-    >>> validate_target_sparsity(1.0)
+    >>> validate_target_sparsity(1.0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: target_sparsity must be in (0, 1) (fraction of parameters removed), got 1.0.
+    ValueError: target_sparsity must be in (0, 1) (fraction of parameters ...
     """
     value = float(target_sparsity)
     if not 0.0 < value < 1.0:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_history(path):
-    """Read a ``history.jsonl`` file; on duplicated steps (after a resume) keep the last.
+    r"""Read a ``history.jsonl`` file, keeping the last entry of a repeated step.
 
     Arguments
     ---------
@@ -26,8 +26,9 @@ def read_history(path):
     -------
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "history.jsonl")
-    >>> _ = open(path, "w").write('{"step": 2, "loss": 3}\\n{"step": 1, "loss": 5}\\n'
-    ...                            '{"step": 2, "loss": 1}\\n')
+    >>> lines = ['{"step": 2, "loss": 3}', '{"step": 1, "loss": 5}',
+    ...          '{"step": 2, "loss": 1}']  # step 2 again after a resume
+    >>> _ = open(path, "w").write("\n".join(lines))
     >>> [entry["loss"] for entry in read_history(path)]
     [5, 1]
     """

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from recipe_runner import RECIPE, run_recipe, tiny_overrides
+from recipe_runner import run_recipe, tiny_overrides
 
 from speechbrain_skill.lobes.student import load_student
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Distil (and prune) a speech SSL teacher: SKILL, DPHuBERT, DistilHuBERT, RobustDistiller.
+"""Distil (and prune) a speech SSL teacher: SKILL, DPHuBERT, DistilHuBERT, ...
 
 Usage::
 
