@@ -4,10 +4,16 @@ Per target: ``l1_weight * L1 + cos_weight * cosine_term`` where the cosine
 term is ``-cos`` (DPHuBERT) or ``-log sigmoid(cos)`` (DistilHuBERT); the loss
 is averaged over targets. Padding frames are excluded from both terms (the
 reference implementations average over them).
+
+:class:`EnhancementLoss` is RobustDistiller's auxiliary term (enhancement
+head), added by the Brains through their ``auxiliary_loss`` hyperparameter.
 """
 
 import torch
 import torch.nn.functional as F
+
+from speechbrain_skill.lobes.enhancement import StudentFeatureTap
+from speechbrain_skill.lobes.frames import lengths_to_mask
 
 COSINE_TERMS = ("neg_cos", "neg_log_sigmoid")
 
@@ -132,3 +138,84 @@ class DistillationLoss(torch.nn.Module):
             parts[f"l1_{index}"] = float(l1.detach())
             parts[f"cos_{index}"] = float(cos.detach().mean())
         return total / len(predictions), parts
+
+
+class EnhancementLoss:
+    """RobustDistiller's enhancement term, an ``auxiliary_loss`` of the Brains.
+
+    ``weight * L1(mask * |noisy STFT|, |clean STFT|)`` over real STFT frames,
+    where the mask comes from the ``enhancement`` module
+    (:class:`~speechbrain_skill.lobes.enhancement.EnhancementHead`) reading the
+    student's CNN features of its (corrupted) input. The features are taken
+    from the student's forward pass by a
+    :class:`~speechbrain_skill.lobes.enhancement.StudentFeatureTap`, so the
+    gradient of this term reaches the student's CNN at no extra CNN cost.
+    The term is also computed in validation, where the student hears clean
+    speech (the Brains corrupt training batches only).
+
+    Arguments
+    ---------
+    weight : float
+        Weight of the term in the total loss (RobustDistiller: 2).
+    features : str
+        ``conv`` or ``projection``: which student features the head reads.
+    module_name : str
+        Name of the head in the Brain's modules.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> from speechbrain_skill.lobes.enhancement import EnhancementHead
+    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
+    >>> modules = SimpleNamespace(student=PrunableSSLStudent(config),
+    ...     enhancement=EnhancementHead(16, hidden_size=8, num_layers=1))
+    >>> wavs = torch.randn(2, 16000)
+    >>> outputs = {"student_wavs": wavs + 0.1 * torch.randn(2, 16000), "wavs": wavs,
+    ...            "wav_lens": torch.tensor([1.0, 0.8])}
+    >>> loss, parts = EnhancementLoss(weight=2.0)(modules, outputs, None)
+    >>> loss.shape, sorted(parts)
+    (torch.Size([]), ['enhancement_loss'])
+    """
+
+    def __init__(self, weight=2.0, features="conv", module_name="enhancement"):
+        self.weight = float(weight)
+        self.module_name = module_name
+        self.tap = StudentFeatureTap(features)
+
+    def validate_student(self, student):
+        """Fail before training when the head could not follow the student's pruning.
+
+        Arguments
+        ---------
+        student : PrunableSSLStudent
+            The student as configured (before any training).
+
+        Example
+        -------
+        >>> from speechbrain_skill.lobes.student import StudentConfig
+        >>> from speechbrain_skill.lobes.student import PrunableSSLStudent as Student
+        >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_conv=True)
+        >>> EnhancementLoss(features="projection").validate_student(Student(config))
+        >>> EnhancementLoss(features="conv").validate_student(Student(config))
+        Traceback (most recent call last):
+        ...
+        ValueError: The enhancement head reads the CNN output ...
+        """
+        if self.tap.source == "conv" and student.config.prune_conv:
+            raise ValueError(
+                "The enhancement head reads the CNN output (enhancement_features: "
+                "conv), whose width changes when conv channels are pruned "
+                "(prune_conv: True). Use enhancement_features: projection."
+            )
+
+    def __call__(self, modules, outputs, stage):
+        """Return ``(weighted loss, {"enhancement_loss": unweighted value})``."""
+        student = getattr(modules.student, "module", modules.student)
+        head = getattr(modules, self.module_name)
+        noisy, clean = outputs["student_wavs"], outputs["wavs"]
+        features = self.tap.features(student, noisy, outputs["wav_lens"])
+        enhanced, frame_lens = head(features, noisy, outputs["wav_lens"])
+        target = getattr(head, "module", head).magnitude(clean)
+        loss = masked_l1(enhanced, target, lengths_to_mask(frame_lens, target.shape[1]))
+        return self.weight * loss, {"enhancement_loss": float(loss.detach())}

@@ -5,7 +5,8 @@
 2. distill + prune (hard-concrete gates, Lagrangian), step-interval checkpoints;
 3. materialise the pruned student (physically smaller tensors);
 4. final distillation without the sparsity penalty;
-5. export: the student directory (loadable with one call) and a report.
+5. export: the student directory (loadable with one call) and a report;
+   optionally (``hf_export``) a Hugging Face model directory.
 
 Each stage leaves ``<output>/stages/<stage>.json`` when it finishes; a re-run
 skips finished stages, and an unfinished one resumes from its last checkpoint
@@ -92,6 +93,10 @@ class DistillationPipeline:
         for key in ("max_batch_seconds", "max_crop_seconds"):
             if hp.get(key) is not None and float(hp[key]) <= 0:
                 raise ValueError(f"{key} must be positive, got {hp[key]}.")
+        # An auxiliary loss may depend on the student (e.g. the enhancement head).
+        check = getattr(hp.get("auxiliary_loss"), "validate_student", None)
+        if check is not None:
+            check(unwrap(hp["student"]))
 
     # ------------------------------------------------------------ helpers
     def make_heads(self, student_layers):
@@ -293,6 +298,7 @@ class DistillationPipeline:
             pruned = unwrap(student).eval().prune()
             self.hparams["save_student"](pruned, pruned_dir)
             torch.save(unwrap(heads).state_dict(), pruned_dir / "heads.ckpt")
+            self._save_extra_modules(pruned_dir)
 
         run_on_main(_save)
         return pruned_dir
@@ -305,6 +311,7 @@ class DistillationPipeline:
         heads_file = Path(student_dir) / "heads.ckpt"
         if heads_file.is_file():
             heads.load_state_dict(torch.load(heads_file, map_location="cpu"))
+        self._load_extra_modules(student_dir)
         extra = hp.get("extra_modules") or {}
         modules = {"teacher": self.teacher, "student": student, "heads": heads, **extra}
         recoverables = {"student": student, "heads": heads, **extra}
@@ -379,3 +386,19 @@ class DistillationPipeline:
         export_dir = Path(self.hparams["export_folder"])
         self.hparams["save_student"](student.eval(), export_dir)
         torch.save(heads.state_dict(), export_dir / "heads.ckpt")
+        self._save_extra_modules(export_dir)
+        # Optional: e.g. a Hugging Face model directory when the student fits.
+        if self.hparams.get("hf_export") is not None:
+            self.hparams["hf_export"](student)
+
+    def _save_extra_modules(self, directory):
+        """Weights of each extra module (e.g. the enhancement head): <name>.ckpt."""
+        for name, module in (self.hparams.get("extra_modules") or {}).items():
+            torch.save(unwrap(module).state_dict(), Path(directory) / f"{name}.ckpt")
+
+    def _load_extra_modules(self, directory):
+        """Restore extra modules saved by :meth:`_save_extra_modules`, if any."""
+        for name, module in (self.hparams.get("extra_modules") or {}).items():
+            path = Path(directory) / f"{name}.ckpt"
+            if path.is_file():
+                unwrap(module).load_state_dict(torch.load(path, map_location="cpu"))

@@ -48,6 +48,24 @@ def tiny_overrides(corpus, output, teacher, **extra):
     return args
 
 
+# Keys of the pruning / clustering stages, absent from the yamls without pruning.
+PRUNING_KEYS = (
+    "num_groups",
+    "calibration_utterances",
+    "calibration_batch_size",
+    "prune_steps",
+    "prune_warmup_steps",
+    "sparsity_warmup_steps",
+)
+
+
+def distil_overrides(corpus, output, teacher, **extra):
+    """Tiny overrides for yamls without pruning (DistilHuBERT; 4-layer teacher)."""
+    args = tiny_overrides(corpus, output, teacher, **extra)
+    args = [a for a in args if a[2:].split("=")[0] not in PRUNING_KEYS]
+    return [*args, "--groups=[[2],[3],[4]]"]
+
+
 def run_recipe(yaml, args, timeout=600, background=False):
     """Run train.py in a subprocess from the recipe folder."""
     cmd = [sys.executable, "train.py", f"hparams/{yaml}", *args]

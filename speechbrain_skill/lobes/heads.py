@@ -4,7 +4,7 @@
   applied to a chosen student layer, initialised to the identity so that a
   student copied from the teacher starts from its own layer.
 * :class:`PredictionHeads` (DistilHuBERT): one Linear-GELU-Linear per target,
-  all on the last student layer.
+  all on the last student layer (or on a chosen layer per target).
 
 Both take the stacked student hidden states (layers + 1, batch, frames, dim)
 and return (num_targets, batch, frames, dim).
@@ -57,38 +57,54 @@ class LayerProjections(torch.nn.Module):
 
 
 class PredictionHeads(torch.nn.Module):
-    """DistilHuBERT prediction heads: Linear-GELU-Linear per target on the last layer.
+    """DistilHuBERT prediction heads: one Linear-GELU-Linear per target.
+
+    DistilHuBERT puts every head on the last student layer; a list of
+    ``student_layers`` may name another layer per head (the pipeline passes
+    the list, e.g. ``[2, 2, 2]`` for a 2-layer student).
 
     Arguments
     ---------
-    num_targets : int
-        Number of teacher targets (3 for layers 4, 8, 12).
+    student_layers : int or list of int
+        Student hidden-state index feeding each head, or the number of heads
+        (all on the last hidden state).
     input_dim : int
         Student hidden size.
-    hidden_dim : int
-        Inner width of each head.
-    output_dim : int
-        Teacher hidden size.
+    hidden_dim : int, optional
+        Inner width of each head (defaults to ``input_dim``).
+    output_dim : int, optional
+        Teacher hidden size (defaults to ``input_dim``).
 
     Example
     -------
-    >>> heads = PredictionHeads(3, 8, 16, 8)
+    >>> heads = PredictionHeads([2, 2, 2], 8, hidden_dim=16)
     >>> heads(torch.randn(3, 2, 5, 8)).shape
     torch.Size([3, 2, 5, 8])
+    >>> PredictionHeads(2, 8)(torch.randn(3, 2, 5, 8)).shape
+    torch.Size([2, 2, 5, 8])
     """
 
-    def __init__(self, num_targets, input_dim, hidden_dim, output_dim):
+    def __init__(self, student_layers, input_dim, hidden_dim=None, output_dim=None):
         super().__init__()
+        if isinstance(student_layers, int):
+            student_layers = [-1] * student_layers
+        self.student_layers = [int(layer) for layer in student_layers]
+        hidden_dim = hidden_dim or input_dim
+        output_dim = output_dim or input_dim
         self.heads = torch.nn.ModuleList(
             torch.nn.Sequential(
                 torch.nn.Linear(input_dim, hidden_dim),
                 torch.nn.GELU(),
                 torch.nn.Linear(hidden_dim, output_dim),
             )
-            for _ in range(num_targets)
+            for _ in self.student_layers
         )
 
     def forward(self, student_hidden):
-        """Predict every target from the last student hidden state."""
-        last = student_hidden[-1]
-        return torch.stack([head(last) for head in self.heads])
+        """Predict every target from its student hidden state."""
+        return torch.stack(
+            [
+                head(student_hidden[layer])
+                for head, layer in zip(self.heads, self.student_layers)
+            ]
+        )

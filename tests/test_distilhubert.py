@@ -1,0 +1,138 @@
+"""DistilHuBERT: student shape, prediction heads, recipe run and Hugging Face export."""
+
+import json
+
+import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from recipe_runner import RECIPE, distil_overrides, run_recipe
+from transformers import AutoModel, HubertConfig, WavLMConfig
+
+from speechbrain_skill.brains import DistillationBrain
+from speechbrain_skill.data.dataio import AudioBatch
+from speechbrain_skill.export_hf import hf_export_problems, save_hf_model
+from speechbrain_skill.lobes.heads import PredictionHeads
+from speechbrain_skill.lobes.student import (
+    PrunableSSLStudent,
+    load_student,
+    num_params,
+    student_config_from_hf,
+)
+from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+from speechbrain_skill.losses import DistillationLoss
+
+
+def test_base_shape_student_has_23_49m_parameters():
+    config = student_config_from_hf(HubertConfig(), num_layers=2)
+    assert num_params(PrunableSSLStudent(config)) == 23_492_224  # 23.49M
+    heads = PredictionHeads([2, 2, 2], 768)
+    assert num_params(heads) == 3 * 2 * (768 * 768 + 768)
+    # WavLM adds its relative-position table (320 x 12) and bias gates (532 per layer).
+    config = student_config_from_hf(WavLMConfig(), num_layers=2)
+    assert num_params(PrunableSSLStudent(config)) == 23_492_224 + 3840 + 2 * 532
+
+
+@pytest.mark.parametrize("yaml", ["distilhubert.yaml", "distilhubert_wavlm.yaml"])
+def test_recipe_yaml_builds_a_two_layer_student_with_three_heads(
+    yaml, tmp_path, tiny_hubert
+):
+    overrides = {
+        "data_folder": str(tmp_path),
+        "output_folder": str(tmp_path / "out"),
+        "teacher_source": tiny_hubert,
+        "groups": [[2], [3], [4]],
+    }
+    with open(RECIPE / "hparams" / yaml) as handle:
+        hparams = load_hyperpyyaml(handle, overrides)
+    assert hparams["student"].config.num_layers == 2
+    assert hparams["student_layers"] == [2, 2, 2]
+    assert hparams["distill_loss"].cos_type == "neg_log_sigmoid"
+    assert hparams["student_input_transform"] is None
+    assert hparams["extra_modules"] == {}
+    heads = hparams["make_heads"](student_layers=[2, 2, 2], input_dim=32)
+    assert isinstance(heads, PredictionHeads) and len(heads.heads) == 3
+
+
+def test_loss_decreases_on_a_fixed_batch(tiny_hubert):
+    torch.manual_seed(0)
+    teacher = FrozenSSLTeacher(tiny_hubert)
+    student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
+    hparams = {
+        "groups": [[2], [3], [4]],
+        "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
+        "opt_class": lambda params: torch.optim.AdamW(params, lr=1e-3),
+        "lr_annealing": lambda optimizer: None,
+        "log_interval": 10**6,
+    }
+    modules = {
+        "teacher": teacher,
+        "student": student,
+        "heads": PredictionHeads([2, 2, 2], 32),
+    }
+    brain = DistillationBrain(modules=modules, hparams=hparams, run_opts={})
+    brain.init_optimizers()
+    batch = AudioBatch(
+        [{"id": "a", "sig": torch.randn(16000)}, {"id": "b", "sig": torch.randn(9000)}]
+    )
+    losses = [float(brain.fit_batch(batch)) for _ in range(20)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.fixture(scope="module")
+def distilhubert_run(builtin_corpus, tiny_hubert, tmp_path_factory):
+    output = tmp_path_factory.mktemp("distilhubert_run")
+    run_recipe(
+        "distilhubert.yaml",
+        distil_overrides(builtin_corpus, output, tiny_hubert, final_steps=6),
+    )
+    return output
+
+
+def test_recipe_trains_exports_and_reloads(distilhubert_run):
+    output = distilhubert_run
+    history = [json.loads(x) for x in (output / "final" / "history.jsonl").open()]
+    assert [entry["step"] for entry in history] == list(range(1, 7))
+    assert not (output / "prune").exists()
+    report = json.loads((output / "student" / "report.json").read_text())
+    assert report["groups"] == [[2], [3], [4]] and report["student_layers"] == [2, 2, 2]
+    student = load_student(output / "student")
+    assert student.config.num_layers == 2
+    hidden, _ = student(torch.randn(1, 16000))
+    assert hidden.shape[0] == 3 and torch.isfinite(hidden).all()
+    heads = PredictionHeads([2, 2, 2], 32)
+    heads.load_state_dict(torch.load(output / "student" / "heads.ckpt"))
+
+
+def test_hf_export_gives_the_same_hidden_states(distilhubert_run):
+    student = load_student(distilhubert_run / "student")
+    hf_model = AutoModel.from_pretrained(distilhubert_run / "student" / "hf").eval()
+    assert type(hf_model).__name__ == "HubertModel"
+    assert hf_model.config.num_hidden_layers == 2
+    wavs = torch.randn(2, 16000)
+    with torch.no_grad():
+        ours, _ = student(wavs)
+        theirs = hf_model(wavs, output_hidden_states=True).hidden_states
+    assert torch.allclose(torch.stack(theirs), ours, atol=1e-5)
+
+
+def test_wavlm_student_exports_to_hf_with_the_same_hidden_states(tiny_wavlm, tmp_path):
+    student = PrunableSSLStudent.from_hf(tiny_wavlm, num_layers=2)
+    assert hf_export_problems(student) == []
+    hf_model = AutoModel.from_pretrained(save_hf_model(student, tmp_path)).eval()
+    assert type(hf_model).__name__ == "WavLMModel"
+    wavs = torch.randn(1, 20000)
+    with torch.no_grad():
+        ours, _ = student(wavs)
+        theirs = hf_model(wavs, output_hidden_states=True).hidden_states
+    assert torch.allclose(torch.stack(theirs), ours, atol=1e-5)
+
+
+def test_pruned_student_is_not_exported_to_hf(tiny_wavlm):
+    student = PrunableSSLStudent.from_hf(tiny_wavlm, prune_heads=True)
+    assert any("gates" in problem for problem in hf_export_problems(student))
+    masks = student.current_masks()
+    masks["heads"][1] = torch.tensor([True, False, True, True])
+    pruned = student.prune(masks)
+    assert hf_export_problems(pruned) == ["some layers lost attention heads"]
+    with pytest.raises(ValueError, match="does not fit"):
+        save_hf_model(pruned, "unused")
