@@ -1,0 +1,185 @@
+"""Hard-concrete gates for L0 structured pruning (Louizos et al., 2018).
+
+A gate holds one ``log_alpha`` per prunable unit (a conv channel, a head, an
+FFN unit, or a whole block). In training mode it returns a random sample
+``z`` in [0, 1] (exactly 0 or 1 with non-zero probability), in eval mode a
+deterministic mask.
+"""
+
+import math
+
+import torch
+
+TEMPERATURE = 2.0 / 3.0
+STRETCH_LOW = -0.1
+STRETCH_HIGH = 1.1
+
+
+class HardConcreteGate(torch.nn.Module):
+    """A vector of hard-concrete gates.
+
+    Training: ``u ~ U(eps, 1 - eps)``,
+    ``s = sigmoid((log u - log(1 - u) + log_alpha) / beta)``,
+    ``z = clamp(s * (r - l) + l, 0, 1)``; one sample per call, shared by the
+    whole batch.
+
+    Eval (deterministic): the ``round(sum of keep probabilities)`` units with
+    the largest ``log_alpha`` keep the value of Louizos et al.'s test-time
+    estimator ``clamp(sigmoid(log_alpha) * (r - l) + l, 0, 1)``; all others
+    are exactly 0. A kept unit whose estimate is 0 is therefore pruned too,
+    so that "kept" always means "non-zero mask value". Rounding is half up.
+
+    Arguments
+    ---------
+    num_units : int
+        Number of gated units.
+    init_drop_rate : float
+        ``m`` of the initialisation ``log_alpha ~ N(log((1 - m) / m), 0.01)``.
+    temperature : float
+        ``beta``.
+    stretch : tuple of float
+        The stretch interval ``(l, r)``.
+    eps : float
+        Keeps the uniform noise away from 0 and 1.
+
+    Example
+    -------
+    >>> gate = HardConcreteGate(8, init_drop_rate=0.01)
+    >>> z = gate.train()()
+    >>> z.shape, bool(((z >= 0) & (z <= 1)).all())
+    (torch.Size([8]), True)
+    >>> gate.eval().num_kept()
+    8
+    """
+
+    def __init__(
+        self,
+        num_units,
+        init_drop_rate=0.5,
+        temperature=TEMPERATURE,
+        stretch=(STRETCH_LOW, STRETCH_HIGH),
+        eps=1e-6,
+    ):
+        super().__init__()
+        if num_units < 1:
+            raise ValueError("A gate needs at least one unit.")
+        self.num_units = int(num_units)
+        self.init_drop_rate = float(init_drop_rate)
+        self.temperature = float(temperature)
+        self.low, self.high = (float(v) for v in stretch)
+        self.eps = float(eps)
+        self.log_alpha = torch.nn.Parameter(torch.empty(self.num_units))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Draw ``log_alpha`` from N(log((1 - m) / m), 0.01)."""
+        mean = math.log(1.0 - self.init_drop_rate) - math.log(self.init_drop_rate)
+        with torch.no_grad():
+            self.log_alpha.normal_(mean, 0.01)
+
+    def extra_repr(self):
+        """Short description shown by ``print(module)``."""
+        return f"num_units={self.num_units}, init_drop_rate={self.init_drop_rate}"
+
+    def keep_probability(self):
+        """Probability that each gate is non-zero: sigmoid(log_alpha - beta log(-l/r)).
+
+        Returns
+        -------
+        torch.Tensor
+            Differentiable, shape (num_units,).
+
+        Example
+        -------
+        >>> gate = HardConcreteGate(2)
+        >>> with torch.no_grad():
+        ...     _ = gate.log_alpha.fill_(100.0)
+        >>> gate.keep_probability().tolist()
+        [1.0, 1.0]
+        """
+        shift = self.temperature * math.log(-self.low / self.high)
+        return torch.sigmoid(self.log_alpha - shift)
+
+    def expected_num_kept(self):
+        """Expected L0 norm: the sum of the keep probabilities (differentiable).
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar.
+
+        Example
+        -------
+        >>> round(HardConcreteGate(10, init_drop_rate=0.01).expected_num_kept().item())
+        10
+        """
+        return self.keep_probability().sum()
+
+    def num_kept(self):
+        """Number of units the deterministic mask keeps at most (round half up).
+
+        Returns
+        -------
+        int
+
+        Example
+        -------
+        >>> HardConcreteGate(4, init_drop_rate=0.01).num_kept()
+        4
+        """
+        return int(math.floor(float(self.expected_num_kept().detach()) + 0.5))
+
+    def sample(self):
+        """One stochastic sample ``z`` (differentiable w.r.t. ``log_alpha``).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (num_units,), values in [0, 1].
+
+        Example
+        -------
+        >>> HardConcreteGate(3).sample().shape
+        torch.Size([3])
+        """
+        uniform = torch.rand_like(self.log_alpha)
+        uniform = self.eps + (1.0 - 2.0 * self.eps) * uniform
+        logits = torch.log(uniform) - torch.log1p(-uniform) + self.log_alpha
+        stretched = torch.sigmoid(logits / self.temperature)
+        stretched = stretched * (self.high - self.low) + self.low
+        return stretched.clamp(0.0, 1.0)
+
+    def deterministic_mask(self):
+        """The eval-mode mask (see the class docstring for the rule).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (num_units,), exact zeros on pruned units.
+
+        Example
+        -------
+        >>> gate = HardConcreteGate(4)
+        >>> with torch.no_grad():
+        ...     _ = gate.log_alpha.copy_(torch.tensor([9.0, -9.0, 9.0, -9.0]))
+        >>> gate.deterministic_mask().tolist()
+        [1.0, 0.0, 1.0, 0.0]
+        """
+        estimate = torch.sigmoid(self.log_alpha) * (self.high - self.low) + self.low
+        estimate = estimate.clamp(0.0, 1.0)
+        kept = torch.topk(self.log_alpha.detach(), self.num_kept()).indices
+        keep = torch.zeros_like(estimate, dtype=torch.bool)
+        keep[kept] = True
+        return torch.where(keep, estimate, torch.zeros_like(estimate))
+
+    def forward(self):
+        """A sample in training mode, the deterministic mask in eval mode.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (num_units,).
+        """
+        if self.training:
+            return self.sample()
+        return self.deterministic_mask()

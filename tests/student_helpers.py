@@ -1,0 +1,26 @@
+"""Shared helpers of the student tests: tiny random HF models and a padded batch."""
+
+import torch
+
+from speechbrain_skill.lobes.hf_ssl import _model_classes, tiny_config
+
+PRE_LN = dict(do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True)
+
+
+def random_hf_model(model_type, seed=0, **overrides):
+    """Tiny random HF model; WavLM bias table and gate constants made non-trivial."""
+    torch.manual_seed(seed)
+    model = _model_classes()[model_type](tiny_config(model_type, **overrides)).eval()
+    if model_type == "wavlm":
+        with torch.no_grad():
+            model.encoder.layers[0].attention.rel_attn_embed.weight.normal_(0.0, 2.0)
+            for layer in model.encoder.layers:
+                layer.attention.gru_rel_pos_const.uniform_(0.5, 2.0)
+    return model
+
+
+def padded_batch(num_samples=16000, seed=0):
+    """Three random waveforms with relative lengths 1, 0.61 and 0.3."""
+    generator = torch.Generator().manual_seed(seed)
+    wavs = torch.randn(3, num_samples, generator=generator)
+    return wavs, torch.tensor([1.0, 0.61, 0.3])

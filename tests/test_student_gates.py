@@ -1,0 +1,122 @@
+"""Hard-concrete gates: sampling statistics, eval rule, initialisation, gradients."""
+
+import math
+
+import torch
+
+from speechbrain_skill.lobes.student import HardConcreteGate, PrunableSSLStudent
+from speechbrain_skill.lobes.student.config import StudentConfig
+
+LOG_ALPHAS = torch.tensor([-3.0, -1.0, 0.0, 0.5, 2.0, 4.6])
+
+
+def gate_with(log_alpha):
+    gate = HardConcreteGate(len(log_alpha))
+    with torch.no_grad():
+        gate.log_alpha.copy_(log_alpha)
+    return gate
+
+
+def test_expected_l0_formula_matches_monte_carlo():
+    gate = gate_with(LOG_ALPHAS).train()
+    torch.manual_seed(0)
+    num_samples = 20000
+    with torch.no_grad():
+        samples = torch.stack([gate() for _ in range(num_samples)])
+    nonzero_rate = (samples > 0).double().mean(0)
+    # Closed form P(z > 0) derived independently from the sampling equations:
+    # z > 0 <=> s > -l / (r - l) <=> noise > beta * logit(-l / (r - l)) - log_alpha.
+    threshold = -gate.low / (gate.high - gate.low)
+    logit = math.log(threshold / (1 - threshold))
+    closed_form = torch.sigmoid(LOG_ALPHAS.double() - gate.temperature * logit)
+    formula = gate.keep_probability().detach().double()
+    assert torch.allclose(formula, closed_form, atol=1e-6)
+    standard_error = (formula * (1 - formula) / num_samples).sqrt()
+    assert ((nonzero_rate - formula).abs() <= 4 * standard_error + 1e-3).all()
+    assert (samples >= 0).all() and (samples <= 1).all()
+    # The stretch makes exact zeros and ones both occur.
+    assert (samples == 0).any() and (samples == 1).any()
+
+
+def test_training_samples_vary_eval_is_deterministic():
+    gate = gate_with(LOG_ALPHAS)
+    gate.train()
+    assert not torch.equal(gate(), gate())
+    gate.eval()
+    first = gate()
+    assert torch.equal(first, gate())
+
+
+def test_eval_keeps_round_expected_l0_largest_log_alpha():
+    gate = gate_with(LOG_ALPHAS).eval()
+    expected = gate.keep_probability().sum().item()
+    kept = math.floor(expected + 0.5)
+    mask = gate()
+    order = torch.argsort(LOG_ALPHAS, descending=True)
+    assert (mask[order[:kept]] > 0).all()
+    assert (mask[order[kept:]] == 0).all()
+    estimate = (torch.sigmoid(LOG_ALPHAS) * 1.2 - 0.1).clamp(0, 1)
+    assert torch.allclose(mask[order[:kept]], estimate[order[:kept]])
+
+
+def test_initialisation_follows_drop_rate():
+    torch.manual_seed(0)
+    for drop_rate in (0.01, 0.5):
+        gate = HardConcreteGate(4000, init_drop_rate=drop_rate)
+        mean = math.log((1 - drop_rate) / drop_rate)
+        assert abs(gate.log_alpha.mean().item() - mean) < 1e-3
+        assert abs(gate.log_alpha.std().item() - 0.01) < 1e-3
+
+
+def test_student_gate_init_and_groups():
+    config = StudentConfig.uniform(
+        "wavlm",
+        32,
+        2,
+        4,
+        64,
+        16,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        prune_conv=True,
+        prune_heads=True,
+        prune_attention_layer=True,
+        prune_ffn_units=True,
+        prune_ffn_layer=True,
+    )
+    student = PrunableSSLStudent(config)
+    gates = student.named_gates()
+    # 7 conv + per layer: heads, attention block, ffn units, ffn block.
+    assert len(gates) == 7 + 2 * 4
+    for name, gate in gates.items():
+        expected_rate = 0.5 if name.endswith("unit_gate") else 0.01
+        assert gate.init_drop_rate == expected_rate, name
+    gate_ids = {id(p) for p in student.gate_parameters()}
+    main_ids = {id(p) for p in student.main_parameters()}
+    assert not gate_ids & main_ids
+    assert len(gate_ids) + len(main_ids) == len(list(student.parameters()))
+
+
+def test_all_parameters_get_gradients_in_training():
+    config = StudentConfig.uniform(
+        "wavlm",
+        32,
+        2,
+        4,
+        64,
+        16,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        prune_conv=True,
+        prune_heads=True,
+        prune_attention_layer=True,
+        prune_ffn_units=True,
+        prune_ffn_layer=True,
+    )
+    torch.manual_seed(0)
+    student = PrunableSSLStudent(config).train()
+    hidden, _ = student(torch.randn(2, 8000), torch.tensor([1.0, 0.7]))
+    loss = hidden.pow(2).mean() + student.expected_sparsity().float()
+    loss.backward()
+    missing = [n for n, p in student.named_parameters() if p.grad is None]
+    assert not missing
