@@ -119,7 +119,10 @@ def write_report(output_folder, hparams, summary):
         "teacher_params": teacher_params,
         "student_params": student_params,
         "unpruned_student_params": reference,
+        # Pruning sparsity is measured against the unpruned student (a copy of the
+        # teacher for SKILL/DPHuBERT); the size ratio against the teacher too.
         "sparsity_reached": round(1.0 - student_params / reference, 4),
+        "fraction_of_teacher": round(student_params / teacher_params, 4),
         "target_sparsity": hparams.get("target_sparsity")
         if hparams.get("prune", True)
         else None,
@@ -147,13 +150,14 @@ def format_summary(report):
     -------
     >>> print(format_summary({"teacher": "t", "teacher_params": 100,
     ...     "student_params": 25, "unpruned_student_params": 100,
+    ...     "fraction_of_teacher": 0.25,
     ...     "sparsity_reached": 0.75, "target_sparsity": 0.75, "groups": [[0, 1]],
     ...     "student_layers": [1], "final_valid_loss": 0.5, "student_dir": "d"}))
     ... # doctest: +NORMALIZE_WHITESPACE
     ====================  distillation summary  ====================
     teacher            t
     layer groups       [0, 1] -> student layer 1
-    parameters         teacher 100 -> student 25
+    parameters         teacher 100 -> student 25 (25.0% of teacher)
     sparsity reached   0.750 (target 0.75)
     final valid loss   0.5
     skipped files      0
@@ -170,7 +174,7 @@ def format_summary(report):
         f"teacher            {report['teacher']}",
         f"layer groups       {groups}",
         f"parameters         teacher {report['teacher_params']:,} -> student "
-        f"{report['student_params']:,}",
+        f"{report['student_params']:,} ({report['fraction_of_teacher']:.1%} of teacher)",
         f"sparsity reached   {report['sparsity_reached']:.3f}"
         + (f" (target {target})" if target is not None else ""),
         f"final valid loss   {report.get('final_valid_loss')}",

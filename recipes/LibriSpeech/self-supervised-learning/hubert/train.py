@@ -124,12 +124,7 @@ def main(argv):
             skip_prep=hparams["skip_prep"],
         ),
     )
-    label_paths = run_on_main(prepare_labels, args=[hparams, device])
-    if label_paths is None:  # non-main DDP processes: same deterministic paths
-        label_paths = {
-            name: f"{hparams['labels_folder']}/{name}.pt"
-            for name in ("train", "valid", "test")
-        }
+    label_paths = run_on_main(prepare_labels, args=[hparams, device])  # broadcast
     loaders = dataio_prepare(hparams, label_paths)
 
     brain = HuBERTPretrainBrain(
