@@ -174,7 +174,8 @@ def format_summary(report):
         f"teacher            {report['teacher']}",
         f"layer groups       {groups}",
         f"parameters         teacher {report['teacher_params']:,} -> student "
-        f"{report['student_params']:,} ({report['fraction_of_teacher']:.1%} of teacher)",
+        f"{report['student_params']:,} "
+        f"({report['fraction_of_teacher']:.1%} of teacher)",
         f"sparsity reached   {report['sparsity_reached']:.3f}"
         + (f" (target {target})" if target is not None else ""),
         f"final valid loss   {report.get('final_valid_loss')}",
