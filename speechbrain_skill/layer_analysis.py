@@ -1,0 +1,471 @@
+r"""Layer similarity + clustering of a teacher, end to end (SKILL stages 2-3).
+
+:func:`run_layer_analysis` computes the similarity matrix of all hidden states
+of a frozen teacher over a calibration set, clusters the layers into K groups
+and writes into one folder:
+
+=========================  ==================================================
+``similarity.npy``         (L+1, L+1) float64 matrix
+``similarity.csv``         the same, with layer indices as header / first column
+``groups.json``            groups + settings (read by the recipes)
+``similarity_heatmap.png`` matrix with the groups outlined
+``dendrogram.png``         the clustering tree, cut at K
+``summary.txt``            the text summary also printed by the command line
+=========================  ==================================================
+
+Command line (researchers who only want the analysis)::
+
+    python -m speechbrain_skill.layer_analysis \
+        --teacher microsoft/wavlm-base-plus --manifest train.csv \
+        --output results/layer_analysis --num_utterances 1000 --k 4
+"""
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechbrain_skill.clustering import (
+    LINKAGES,
+    ClusteringResult,
+    cluster_layers,
+    save_groups,
+    validate_k,
+)
+from speechbrain_skill.plotting import plot_dendrogram, plot_similarity_heatmap
+from speechbrain_skill.similarity import (
+    MEASURES,
+    SimilarityStats,
+    as_teacher,
+    compute_layer_similarity,
+)
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FILES = {
+    "matrix_npy": "similarity.npy",
+    "matrix_csv": "similarity.csv",
+    "groups": "groups.json",
+    "heatmap": "similarity_heatmap.png",
+    "dendrogram": "dendrogram.png",
+    "summary": "summary.txt",
+}
+MEASURE_LABELS = {
+    "cka": "linear CKA",
+    "cka_minibatch": "linear CKA (minibatch, unbiased)",
+    "cosine": "mean cosine",
+}
+
+
+@dataclass
+class LayerAnalysisResult:
+    """Everything :func:`run_layer_analysis` computed and wrote.
+
+    Attributes
+    ----------
+    similarity : numpy.ndarray
+        (L+1, L+1) similarity matrix.
+    clustering : ClusteringResult
+        Groups and linkage matrix.
+    stats : SimilarityStats
+        Calibration size and time.
+    files : dict
+        Output name -> path (keys of :data:`OUTPUT_FILES`).
+    metadata : dict
+        Settings and calibration facts, as saved in ``groups.json``.
+
+    Example
+    -------
+    >>> sim = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    >>> stats = SimilarityStats(1, 2, 100, 100, 1.0)
+    >>> result = LayerAnalysisResult(sim, cluster_layers(sim, 2), stats)
+    >>> result.groups
+    [[0, 1], [2]]
+    """
+
+    similarity: np.ndarray
+    clustering: ClusteringResult
+    stats: SimilarityStats
+    files: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def groups(self):
+        """Layer groups (list of lists of int)."""
+        return self.clustering.groups
+
+    def summary(self):
+        """Short text summary: settings, groups, output folder."""
+        meta = self.metadata
+        lines = [
+            f"Layer analysis of {meta.get('teacher')}: "
+            f"{MEASURE_LABELS.get(meta.get('measure'), meta.get('measure'))}, "
+            f"{self.stats.num_utterances} utterances, "
+            f"{self.stats.num_frames_used} frames, {self.stats.seconds:.1f} s",
+            f"{self.clustering.k} groups of {self.clustering.num_states} hidden "
+            f"states ({self.clustering.linkage} linkage on 1 - similarity):",
+            self.clustering.summary(),
+        ]
+        if meta.get("num_skipped"):
+            lines.append(f"Skipped {meta['num_skipped']} unreadable utterances.")
+        if self.clustering.tie_break:
+            lines.append("Tied distances: the cut at K broke ties by merge order.")
+        if self.files:
+            lines.append(f"Outputs in {Path(self.files['groups']).parent}")
+        return "\n".join(lines)
+
+
+def teacher_display_name(teacher):
+    """A short name for titles: the hub id, or the folder name of a local model.
+
+    Arguments
+    ---------
+    teacher : str, os.PathLike or torch.nn.Module
+        The teacher or its source.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> teacher_display_name("microsoft/wavlm-base-plus")
+    'microsoft/wavlm-base-plus'
+    """
+    if isinstance(teacher, (str, os.PathLike)):
+        text = str(teacher)
+        return Path(text).name if os.path.isdir(text) else text
+    config = getattr(teacher, "config", None)
+    name = getattr(config, "_name_or_path", "") if config is not None else ""
+    if name:
+        return Path(name).name if os.path.isdir(name) else name
+    return type(teacher).__name__
+
+
+def write_similarity(similarity, npy_path, csv_path):
+    """Save the matrix as ``.npy`` and as a csv with layer indices.
+
+    Arguments
+    ---------
+    similarity : numpy.ndarray
+        Square matrix.
+    npy_path : str or os.PathLike
+        Numpy file.
+    csv_path : str or os.PathLike
+        Csv file: header ``layer,0,1,...`` then one row per layer.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = [os.path.join(folder, n) for n in ("s.npy", "s.csv")]
+    >>> write_similarity(np.eye(2), *paths)
+    >>> open(paths[1]).read().splitlines()[:2]
+    ['layer,0,1', '0,1.0,0.0']
+    """
+    matrix = np.asarray(similarity, dtype=np.float64)
+    np.save(npy_path, matrix)
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["layer", *range(matrix.shape[0])])
+        for index, row in enumerate(matrix):
+            writer.writerow([index, *(repr(float(v)) for v in row)])
+
+
+def run_layer_analysis(
+    teacher,
+    batches,
+    output_dir,
+    k=4,
+    linkage="average",
+    measure="cka",
+    title=None,
+    teacher_name=None,
+    max_frames_per_utterance=None,
+    seed=0,
+    device="cpu",
+    progress=True,
+    metadata=None,
+    **measure_options,
+):
+    """Compute the layer similarity, cluster it and write all outputs.
+
+    K, linkage and measure are checked before the teacher runs. The matrix is
+    written before clustering, so it is kept even if clustering then refuses
+    it (e.g. NaN for a constant layer).
+
+    Arguments
+    ---------
+    teacher : str, transformers.PreTrainedModel or callable
+        See :func:`~speechbrain_skill.similarity.compute_layer_similarity`.
+    batches : iterable
+        Calibration batches (``PaddedBatch`` with ``sig``, or pairs).
+    output_dir : str or os.PathLike
+        Folder for the outputs (created).
+    k : int
+        Number of groups.
+    linkage : str
+        ``average``, ``complete``, ``single`` or ``ward``.
+    measure : str
+        ``cka``, ``cka_minibatch`` or ``cosine``.
+    title : str, optional
+        Plot title; by default names the teacher, measure and calibration size.
+    teacher_name : str, optional
+        Name used in titles and json (derived from ``teacher`` by default).
+    max_frames_per_utterance : int, optional
+        Frame subsampling per utterance.
+    seed : int
+        Seed of the subsampling.
+    device : str
+        Device of the teacher and the accumulation.
+    progress : bool
+        Progress bar.
+    metadata : dict, optional
+        Extra facts stored in ``groups.json`` (e.g. the manifest).
+    **measure_options
+        Passed to the measure.
+
+    Returns
+    -------
+    LayerAnalysisResult
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> teacher = save_tiny_model(tempfile.mkdtemp())
+    >>> wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    >>> result = run_layer_analysis(
+    ...     teacher, [(wavs, torch.ones(2))], tempfile.mkdtemp(), k=2, progress=False
+    ... )
+    >>> len(result.groups), sorted(result.files)[:2]
+    (2, ['dendrogram', 'groups'])
+    """
+    if linkage not in LINKAGES:
+        raise ValueError(
+            f"Unknown linkage '{linkage}'; choose one of {list(LINKAGES)}."
+        )
+    if measure not in MEASURES:
+        raise ValueError(
+            f"Unknown similarity measure '{measure}'; choose one of {sorted(MEASURES)}."
+        )
+    teacher_name = teacher_name or teacher_display_name(teacher)
+    teacher = as_teacher(teacher)
+    num_states = getattr(teacher, "num_hidden_states", None)
+    if num_states is not None:
+        validate_k(k, num_states)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = {key: str(output_dir / name) for key, name in OUTPUT_FILES.items()}
+
+    similarity, stats = compute_layer_similarity(
+        teacher,
+        batches,
+        measure=measure,
+        max_frames_per_utterance=max_frames_per_utterance,
+        seed=seed,
+        device=device,
+        progress=progress,
+        return_stats=True,
+        **measure_options,
+    )
+    write_similarity(similarity, files["matrix_npy"], files["matrix_csv"])
+    clustering = cluster_layers(similarity, k, linkage=linkage)
+
+    info = {
+        "teacher": teacher_name,
+        "measure": measure,
+        "num_utterances": stats.num_utterances,
+        "num_frames": stats.num_frames,
+        "num_frames_used": stats.num_frames_used,
+        "max_frames_per_utterance": max_frames_per_utterance,
+        "seed": seed,
+        "seconds": round(stats.seconds, 2),
+        "num_skipped": getattr(batches, "num_skipped", 0),
+        **{key: _jsonable(value) for key, value in measure_options.items()},
+        **dict(metadata or {}),
+    }
+    save_groups(files["groups"], clustering, info)
+    label = MEASURE_LABELS[measure]
+    calibration = f"{stats.num_utterances} utterances"
+    plot_similarity_heatmap(
+        similarity,
+        clustering.groups,
+        files["heatmap"],
+        title or f"{teacher_name}: {label}, {calibration}, K = {clustering.k}",
+        measure_name=label,
+    )
+    plot_dendrogram(
+        clustering.linkage_matrix,
+        files["dendrogram"],
+        title or f"{teacher_name}: {linkage} linkage on 1 - {label}, {calibration}",
+        k=clustering.k,
+        groups=clustering.groups,
+    )
+    result = LayerAnalysisResult(similarity, clustering, stats, files, info)
+    Path(files["summary"]).write_text(result.summary() + "\n")
+    return result
+
+
+def _jsonable(value):
+    return (
+        value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    )
+
+
+def build_parser():
+    """Command-line options of ``python -m speechbrain_skill.layer_analysis``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Example
+    -------
+    >>> args = build_parser().parse_args(
+    ...     ["--teacher", "t", "--manifest", "m.csv", "--output", "out"]
+    ... )
+    >>> args.k, args.linkage, args.measure, args.num_utterances
+    (4, 'average', 'cka', 1000)
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_skill.layer_analysis",
+        description=(
+            "Similarity of all hidden states of a frozen SSL teacher over a "
+            "calibration set, and hierarchical clustering of the layers into K "
+            "groups. Writes the matrix (npy, csv), groups.json, a heatmap and a "
+            "dendrogram (PNG) into the output folder."
+        ),
+    )
+    parser.add_argument(
+        "--teacher",
+        required=True,
+        help="hub id (microsoft/wavlm-base-plus), local folder or builtin:<name>",
+    )
+    parser.add_argument(
+        "--manifest", required=True, help="csv manifest with ID, duration, wav"
+    )
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument(
+        "--num_utterances",
+        type=int,
+        default=1000,
+        help="calibration size: seeded random subset of the manifest (default 1000)",
+    )
+    parser.add_argument("--k", type=int, default=4, help="number of groups")
+    parser.add_argument("--linkage", default="average", choices=LINKAGES)
+    parser.add_argument("--measure", default="cka", choices=sorted(MEASURES))
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument(
+        "--max_frames_per_utterance",
+        type=int,
+        default=None,
+        help="random subset of frames per utterance (default: all)",
+    )
+    parser.add_argument(
+        "--max_seconds",
+        type=float,
+        default=None,
+        help="use only the first seconds of each utterance",
+    )
+    parser.add_argument(
+        "--minibatch_size",
+        type=int,
+        default=None,
+        help="frames per minibatch for --measure cka_minibatch (default 1024)",
+    )
+    parser.add_argument(
+        "--float32_products",
+        action="store_true",
+        help="cka: per-chunk products in float32, sums in float64 (faster on CPU)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--no_progress", action="store_true", help="hide the progress bar"
+    )
+    return parser
+
+
+def _check_args(args):
+    if not os.path.isfile(args.manifest):
+        raise ValueError(f"Manifest not found: {args.manifest}")
+    if args.num_utterances is not None and args.num_utterances < 1:
+        raise ValueError(f"--num_utterances must be >= 1, got {args.num_utterances}.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}.")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device} asked, but CUDA is not available.")
+    if args.minibatch_size is not None and args.measure != "cka_minibatch":
+        raise ValueError("--minibatch_size only applies to --measure cka_minibatch.")
+    if args.float32_products and args.measure != "cka":
+        raise ValueError("--float32_products only applies to --measure cka.")
+
+
+def main(argv=None):
+    """Run the analysis from the command line; returns the exit status.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 on a bad input.
+
+    Example
+    -------
+    >>> main(["--teacher", "t", "--manifest", "no/such.csv", "--output", "o"])
+    1
+    """
+    from speechbrain_skill.data.dataio import make_audio_dataloader
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        _check_args(args)
+        loader = make_audio_dataloader(
+            args.manifest,
+            batch_size=args.batch_size,
+            max_utterances=args.num_utterances,
+            seed=args.seed,
+            max_seconds=args.max_seconds,
+        )
+        options = {}
+        if args.minibatch_size is not None:
+            options["minibatch_size"] = args.minibatch_size
+        if args.float32_products:
+            options["product_dtype"] = torch.float32
+        result = run_layer_analysis(
+            args.teacher,
+            loader,
+            args.output,
+            k=args.k,
+            linkage=args.linkage,
+            measure=args.measure,
+            max_frames_per_utterance=args.max_frames_per_utterance,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.no_progress,
+            metadata={"manifest": os.path.abspath(args.manifest)},
+            **options,
+        )
+    except ValueError as err:
+        print(f"layer_analysis: error: {err}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

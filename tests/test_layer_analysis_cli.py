@@ -1,0 +1,157 @@
+"""The layer-analysis command line and run_layer_analysis, on generated audio."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechbrain_skill.clustering import load_groups
+from speechbrain_skill.layer_analysis import OUTPUT_FILES, main
+
+SAMPLE_RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def signal_manifest(tmp_path_factory):
+    """Six short sine/noise flac files (one of them corrupt) and their csv."""
+    folder = tmp_path_factory.mktemp("signals")
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(6):
+        seconds = 0.6 + 0.2 * index
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        audio = 0.3 * np.sin(2 * np.pi * (150 + 60 * index) * t)
+        audio = audio + 0.05 * rng.standard_normal(t.size)
+        path = folder / f"utt{index}.flac"
+        sf.write(path, audio.astype(np.float32), SAMPLE_RATE)
+        rows.append([f"utt{index}", seconds, str(path), "spk", "SOUND"])
+    (folder / "utt5.flac").write_bytes(b"not audio at all")
+    manifest = folder / "signals.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ID", "duration", "wav", "spk_id", "wrd"])
+        writer.writerows(rows)
+    return str(manifest)
+
+
+def check_outputs(folder, num_states, k):
+    for name in OUTPUT_FILES.values():
+        assert (folder / name).is_file(), name
+    matrix = np.load(folder / "similarity.npy")
+    assert matrix.shape == (num_states, num_states)
+    table = np.loadtxt(folder / "similarity.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(table[:, 0], np.arange(num_states))
+    np.testing.assert_allclose(table[:, 1:], matrix, rtol=1e-15)
+    groups = load_groups(folder / "groups.json", num_states=num_states)
+    assert len(groups) == k
+    assert sorted(sum(groups, [])) == list(range(num_states))
+    for name in ("similarity_heatmap.png", "dendrogram.png"):
+        image = matplotlib.image.imread(folder / name)
+        assert image.shape[0] > 300 and image[..., :3].std() > 0.05
+    return json.loads((folder / "groups.json").read_text())
+
+
+def test_cli_writes_everything_and_counts_bad_files(
+    signal_manifest, tiny_wavlm, tmp_path, capsys
+):
+    output = tmp_path / "analysis"
+    status = main(
+        [
+            "--teacher", tiny_wavlm, "--manifest", signal_manifest,
+            "--output", str(output), "--k", "2", "--batch_size", "2",
+            "--num_utterances", "6", "--no_progress", "--float32_products",
+        ]
+    )  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert status == 0
+    content = check_outputs(output, num_states=5, k=2)
+    meta = content["metadata"]
+    assert meta["num_utterances"] == 5 and meta["num_skipped"] == 1
+    assert meta["teacher"] == os.path.basename(tiny_wavlm)
+    assert meta["manifest"] == os.path.abspath(signal_manifest)
+    assert meta["product_dtype"] == "torch.float32"
+    assert "G1: layers" in stdout and "G2: layers" in stdout
+    assert "5 utterances" in stdout and "Skipped 1" in stdout
+
+
+def test_cli_is_deterministic_and_subsamples(signal_manifest, tiny_wavlm, tmp_path):
+    matrices = []
+    for run in range(2):
+        output = tmp_path / str(run)
+        assert main(
+            [
+                "--teacher", tiny_wavlm, "--manifest", signal_manifest,
+                "--output", str(output), "--k", "3", "--measure", "cka_minibatch",
+                "--minibatch_size", "32", "--max_frames_per_utterance", "20",
+                "--linkage", "complete", "--num_utterances", "4", "--no_progress",
+            ]
+        ) == 0  # fmt: skip
+        matrices.append(np.load(output / "similarity.npy"))
+        meta = json.loads((output / "groups.json").read_text())
+        assert meta["linkage"] == "complete" and meta["k"] == 3
+        assert meta["metadata"]["num_frames_used"] <= 4 * 20
+    np.testing.assert_array_equal(matrices[0], matrices[1])
+
+
+def test_cli_errors_are_clear(signal_manifest, tiny_wavlm, tmp_path, capsys):
+    base = ["--output", str(tmp_path / "out"), "--no_progress"]
+    cases = [
+        (["--teacher", tiny_wavlm, "--manifest", "missing.csv"], "Manifest not found"),
+        (["--teacher", tiny_wavlm, "--manifest", signal_manifest, "--k", "6"], "K"),
+        (
+            ["--teacher", str(tmp_path / "nope"), "--manifest", signal_manifest],
+            "Could not load teacher",
+        ),
+        (
+            ["--teacher", tiny_wavlm, "--manifest", signal_manifest,
+             "--minibatch_size", "8"],
+            "cka_minibatch",
+        ),
+        (
+            ["--teacher", tiny_wavlm, "--manifest", signal_manifest,
+             "--measure", "cosine", "--float32_products"],
+            "only applies to --measure cka",
+        ),
+    ]  # fmt: skip
+    for arguments, message in cases:
+        assert main(arguments + base) == 1
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--teacher", tiny_wavlm, "--manifest", signal_manifest, "--linkage", "x"])
+
+
+def test_module_entry_point(signal_manifest, tiny_wavlm, tmp_path):
+    output = tmp_path / "entry"
+    process = subprocess.run(
+        [
+            sys.executable, "-m", "speechbrain_skill.layer_analysis",
+            "--teacher", tiny_wavlm, "--manifest", signal_manifest,
+            "--output", str(output), "--k", "2", "--measure", "cosine",
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    assert "G1: layers" in process.stdout
+    assert "Layer similarity" in process.stderr  # the progress bar
+    check_outputs(output, num_states=5, k=2)
+
+
+def test_builtin_corpus_end_to_end(manifests, tiny_wavlm, tmp_path, capsys):
+    output = tmp_path / "builtin"
+    manifest = str(manifests / "train-clean-100.csv")
+    status = main(
+        [
+            "--teacher", tiny_wavlm, "--manifest", manifest,
+            "--output", str(output), "--num_utterances", "8", "--no_progress",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    content = check_outputs(output, num_states=5, k=4)
+    assert content["metadata"]["num_utterances"] == 8
+    assert "G4: layers" in capsys.readouterr().out
