@@ -1,0 +1,235 @@
+"""The shared ``Brain`` of the downstream recipes.
+
+:class:`DownstreamBrain` holds what every task shares: the frozen upstream
+(``modules.upstream``, an :class:`~speechbrain_skill.lobes.upstream.SSLUpstream`),
+an optimizer over the trainable parameters only (head + layer weights),
+skipping of unusable audio, new-bob learning-rate annealing on the validation
+loss, the best checkpoint by the task metric, and at test time a results json
+plus the learned layer weights (json + PNG). Subclasses define the forward
+pass, the loss and the metric (:mod:`~speechbrain_skill.downstream.classification`,
+:mod:`~speechbrain_skill.downstream.asr`).
+
+Hyperparameters used: ``opt_class``, ``lr_annealing``, ``epoch_counter``,
+``train_logger``, ``results_file``, ``layer_weights_file``,
+``layer_weights_plot``.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_skill.brains import unwrap
+from speechbrain_skill.data.dataio import AudioBatch
+from speechbrain_skill.downstream.layer_weights import (
+    plot_layer_weights,
+    save_layer_weights,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def update_results(path, name, stats, **info):
+    """Add one evaluated set to a results json (other sets are kept).
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        The results file.
+    name : str
+        Name of the evaluated set (e.g. ``test-clean``).
+    stats : dict
+        Metric values of that set.
+    **info
+        Top-level fields (metric name, upstream description, ...).
+
+    Returns
+    -------
+    dict
+        The whole document.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "results.json")
+    >>> _ = update_results(path, "dev", {"WER": 50.0}, metric="WER")
+    >>> sorted(update_results(path, "test", {"WER": 40.0})["results"])
+    ['dev', 'test']
+    """
+    path = Path(path)
+    document = json.loads(path.read_text()) if path.is_file() else {}
+    document.update(info)
+    document.setdefault("results", {})[name] = stats
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2))
+    return document
+
+
+class DownstreamBrain(sb.Brain):
+    """Base Brain: frozen upstream + trainable head, metric-driven checkpoints.
+
+    Subclasses set :attr:`metric` and :attr:`higher_is_better` and implement
+    ``compute_forward``, ``compute_objectives``, :meth:`reset_metrics` and
+    :meth:`summarize_metrics`.
+    """
+
+    metric = None
+    higher_is_better = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped = {}
+        self.test_name = "test"
+        self.train_stats = {}
+        weighting = self.upstream.weighting
+        if self.checkpointer is not None and weighting is not None:
+            # Only the layer weights of the upstream are checkpointed, not the
+            # frozen SSL model.
+            self.checkpointer.add_recoverable("upstream_layer_weights", weighting)
+
+    @property
+    def upstream(self):
+        """The :class:`SSLUpstream`, unwrapped from DDP."""
+        return unwrap(self.modules.upstream)
+
+    def upstream_features(self, batch):
+        """Upstream features and their relative lengths for ``batch.sig``."""
+        wavs, wav_lens = batch.sig
+        return self.modules.upstream(wavs, wav_lens, return_lengths=True)
+
+    # ------------------------------------------------------------ optimizer
+    def init_optimizers(self):
+        """One optimizer over the trainable parameters (head + layer weights)."""
+        params = [p for p in self.modules.parameters() if p.requires_grad]
+        self.optimizer = self.opt_class(params)
+        self.optimizers_dict = {"optimizer": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    # ------------------------------------------------------------ batches
+    def _count_skipped(self, batch):
+        for _, reason in getattr(batch, "skipped", ()):
+            key = reason.split(" (")[0]
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+
+    def fit_batch(self, batch):
+        """Fit one batch; a batch with no usable audio is counted and skipped."""
+        self._count_skipped(batch)
+        if len(batch) > 0:
+            return super().fit_batch(batch)
+        if self.distributed_launch:
+            self._idle_step()
+        return torch.tensor(float(self.avg_train_loss))
+
+    def _idle_step(self):
+        # Every DDP rank must run a backward (gradient all-reduce): run one
+        # second of silence through the modules with a zero loss, no update.
+        silence = AudioBatch([{"id": "silence", "sig": torch.zeros(16000)}])
+        outputs = self.compute_forward(silence.to(self.device), sb.Stage.TRAIN)
+        tensors = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+        loss = sum(t.float().sum() * 0.0 for t in tensors if torch.is_tensor(t))
+        loss.backward()
+        self.zero_grad()
+
+    def evaluate_batch(self, batch, stage):
+        """Evaluate one batch; a batch with no usable audio is counted and skipped."""
+        self._count_skipped(batch)
+        if len(batch) == 0:
+            return torch.tensor(0.0)
+        return super().evaluate_batch(batch, stage)
+
+    def evaluate(self, test_set, *args, name="test", **kwargs):
+        """Evaluate on ``test_set``; results are stored under ``name``.
+
+        Arguments
+        ---------
+        test_set : Dataset or DataLoader
+            The evaluation data.
+        *args
+            Passed to :meth:`speechbrain.Brain.evaluate`.
+        name : str
+            Name of the set in the results file (e.g. ``test-clean``).
+        **kwargs
+            Passed to :meth:`speechbrain.Brain.evaluate`.
+
+        Returns
+        -------
+        float
+            Average loss.
+        """
+        self.test_name = name
+        return super().evaluate(test_set, *args, **kwargs)
+
+    # ------------------------------------------------------------ metrics
+    def reset_metrics(self, stage):
+        """Start accumulating the task metric for a stage."""
+        raise NotImplementedError
+
+    def summarize_metrics(self, stage):
+        """Task metrics of the stage, as a dict including :attr:`metric`."""
+        raise NotImplementedError
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset metric accumulators (and skipped counts) at each stage."""
+        self.skipped = {}
+        self.reset_metrics(stage)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Anneal, log and checkpoint after validation; write results after test."""
+        stats = {"loss": stage_loss}
+        if stage != sb.Stage.TRAIN:
+            stats.update(self.summarize_metrics(stage))
+        if self.skipped:
+            stats["skipped_files"] = sum(self.skipped.values())
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+        elif stage == sb.Stage.VALID:
+            old_lr, new_lr = self.hparams.lr_annealing(stage_loss)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": old_lr},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            key = {"max_keys" if self.higher_is_better else "min_keys": [self.metric]}
+            self.checkpointer.save_and_keep_only(meta=stats, num_to_keep=1, **key)
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={
+                    "set": self.test_name,
+                    "epoch loaded": self.hparams.epoch_counter.current,
+                },
+                test_stats=stats,
+            )
+            if if_main_process():
+                self.write_results(stats)
+
+    def write_results(self, stats):
+        """Write the test results and the layer weights (json + PNG)."""
+        upstream = self.upstream
+        description = {
+            "source": upstream.source,
+            "kind": upstream.kind,
+            "params": upstream.num_params(),
+            "num_hidden_states": upstream.num_hidden_states,
+            "layer": upstream.layer,
+        }
+        update_results(
+            self.hparams.results_file,
+            self.test_name,
+            stats,
+            metric=self.metric,
+            higher_is_better=self.higher_is_better,
+            upstream=description,
+        )
+        weights = upstream.layer_weights().tolist()
+        save_layer_weights(self.hparams.layer_weights_file, weights, **description)
+        plot_layer_weights(
+            {Path(upstream.source).name or upstream.source: weights},
+            self.hparams.layer_weights_plot,
+            title=f"Learned layer weights, upstream {upstream.source}",
+        )
+        logger.info("Results written to %s", self.hparams.results_file)

@@ -1,0 +1,200 @@
+"""csv manifest helpers shared by the downstream data preparation scripts.
+
+Every manifest has at least the columns ID, duration, wav (the layout
+:func:`~speechbrain_skill.data.dataio.make_audio_dataset` reads). Audio headers
+are checked while durations are read: missing, unreadable, empty and
+too-short files are left out and reported, never crash a run later.
+"""
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from speechbrain_skill.data.audio import BadAudioError, inspect_audio
+
+logger = logging.getLogger(__name__)
+OPTIONS_FILE = "prepare_options.json"
+
+
+def write_manifest(path, header, rows):
+    """Write rows to a csv atomically (a temporary file, then a rename).
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Output csv (folders created).
+    header : sequence of str
+        Column names.
+    rows : iterable of sequence
+        One sequence per line, in ``header`` order.
+
+    Returns
+    -------
+    int
+        Number of rows written.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.csv")
+    >>> write_manifest(path, ["ID", "label"], [["u1", "yes"]])
+    1
+    >>> read_manifest(path)
+    [{'ID': 'u1', 'label': 'yes'}]
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = list(rows)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return len(rows)
+
+
+def read_manifest(path):
+    """Read a csv manifest as a list of dicts (column -> string).
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        The csv.
+
+    Returns
+    -------
+    list of dict
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def audio_durations(paths, num_workers=8):
+    """Durations of audio files; unusable files get ``None`` and a reason.
+
+    Arguments
+    ---------
+    paths : sequence of str
+        Audio files.
+    num_workers : int
+        Threads reading headers.
+
+    Returns
+    -------
+    list of (float or None, str or None)
+        (duration in seconds, None) or (None, reason), in input order.
+
+    Example
+    -------
+    >>> audio_durations(["/no/such.wav"])
+    [(None, 'missing')]
+    """
+
+    def check(path):
+        try:
+            return inspect_audio(str(path)), None
+        except BadAudioError as err:
+            logger.warning("Excluding %s: %s", path, err.reason)
+            return None, err.reason
+
+    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+        return list(pool.map(check, paths))
+
+
+def hash_split(ids, valid_fraction=0.1, test_fraction=0.1):
+    """Assign ids to train / valid / test deterministically (by md5 order).
+
+    The order of the ids does not matter; each of valid and test gets at least
+    one id when there are at least three.
+
+    Arguments
+    ---------
+    ids : sequence of str
+        Utterance ids.
+    valid_fraction, test_fraction : float
+        Shares of valid and test.
+
+    Returns
+    -------
+    dict
+        id -> ``train``, ``valid`` or ``test``.
+
+    Example
+    -------
+    >>> split = hash_split([f"u{i}" for i in range(10)])
+    >>> sorted(split.values()).count("train")
+    8
+    """
+    ordered = sorted(ids, key=lambda i: hashlib.md5(str(i).encode()).hexdigest())
+    total = len(ordered)
+    if total < 3:
+        raise ValueError(f"Need at least 3 utterances to split, got {total}.")
+    num_test = max(1, round(test_fraction * total))
+    num_valid = max(1, round(valid_fraction * total))
+    if num_test + num_valid >= total:
+        raise ValueError(
+            f"valid_fraction={valid_fraction} and test_fraction={test_fraction} "
+            f"leave no training data out of {total} utterances."
+        )
+    split = {}
+    for index, utt in enumerate(ordered):
+        if index < num_test:
+            split[utt] = "test"
+        elif index < num_test + num_valid:
+            split[utt] = "valid"
+        else:
+            split[utt] = "train"
+    return split
+
+
+def already_prepared(save_folder, options, files):
+    """Whether ``files`` exist in ``save_folder`` and were made with ``options``.
+
+    Arguments
+    ---------
+    save_folder : str or os.PathLike
+        Where the manifests are.
+    options : dict
+        json-serialisable preparation options.
+    files : sequence of str
+        Expected file names.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> already_prepared(folder, {"a": 1}, [])
+    False
+    >>> mark_prepared(folder, {"a": 1})
+    >>> already_prepared(folder, {"a": 1}, []), already_prepared(folder, {"a": 2}, [])
+    (True, False)
+    """
+    options_path = Path(save_folder) / OPTIONS_FILE
+    if not options_path.is_file():
+        return False
+    if json.loads(options_path.read_text()) != json.loads(json.dumps(options)):
+        return False
+    return all((Path(save_folder) / name).is_file() for name in files)
+
+
+def mark_prepared(save_folder, options):
+    """Record the options the manifests in ``save_folder`` were made with.
+
+    Arguments
+    ---------
+    save_folder : str or os.PathLike
+        Where the manifests are.
+    options : dict
+        json-serialisable preparation options.
+    """
+    Path(save_folder).mkdir(parents=True, exist_ok=True)
+    (Path(save_folder) / OPTIONS_FILE).write_text(json.dumps(options, indent=2))

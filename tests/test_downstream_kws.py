@@ -1,0 +1,106 @@
+"""Keyword spotting: data preparation (Speech Commands layout, built-in) and recipe."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechbrain_skill.downstream.compare import run_recipe
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "SpeechCommands" / "KWS"
+sys.path.insert(0, str(RECIPE))
+
+from speech_commands_prepare import LABELS, prepare_speech_commands  # noqa: E402
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _tone(path, seconds=1.0, rate=16000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(str(path), 0.1 * np.sin(2 * np.pi * 300 * t), rate)
+
+
+@pytest.fixture()
+def speech_commands(tmp_path):
+    """A miniature Speech Commands v0.01 folder."""
+    root = tmp_path / "speech_commands"
+    for word in ("yes", "stop", "marvin"):
+        for speaker in ("aaaa1111", "bbbb2222", "cccc3333"):
+            _tone(root / word / f"{speaker}_nohash_0.wav")
+    _tone(root / "_background_noise_" / "white_noise.wav", seconds=3.0)
+    (root / "yes" / "dddd4444_nohash_0.wav").write_bytes(b"not audio")
+    (root / "validation_list.txt").write_text("yes/bbbb2222_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text(
+        "yes/cccc3333_nohash_0.wav\nmarvin/cccc3333_nohash_0.wav\n"
+    )
+    return root
+
+
+def test_speech_commands_protocol(speech_commands, tmp_path):
+    save = tmp_path / "save"
+    counts = prepare_speech_commands(speech_commands, save, silence_fraction=0.5)
+    train, valid, test = (_rows(save / f"{s}.csv") for s in ("train", "valid", "test"))
+    # 9 good clips (one corrupt file left out): 1 valid, 2 test, 6 train.
+    train_words = [r["label"] for r in train if r["label"] != "_silence_"]
+    assert sorted(train_words) == sorted(
+        ["yes", "stop", "stop", "stop"] + 2 * ["_unknown_"]
+    )
+    assert [r["label"] for r in valid if r["label"] != "_silence_"] == ["yes"]
+    assert sorted(r["label"] for r in test if r["label"] != "_silence_") == [
+        "_unknown_",
+        "yes",
+    ]
+    silence = [r for r in train if r["label"] == "_silence_"]
+    assert len(silence) == 3 and counts["train"] == 9
+    assert sf.info(silence[0]["wav"]).frames == 16000
+    assert {r["label"] for r in train + valid + test} <= set(LABELS)
+    # Already prepared with the same options: nothing to do.
+    assert prepare_speech_commands(speech_commands, save, silence_fraction=0.5) == {}
+
+
+def test_separate_test_release_is_used_as_test_set(speech_commands, tmp_path):
+    release = tmp_path / "test_release"
+    _tone(release / "_silence_" / "a_nohash_0.wav")
+    _tone(release / "_unknown_" / "b_nohash_0.wav")
+    _tone(release / "go" / "c_nohash_0.wav")
+    save = tmp_path / "save"
+    prepare_speech_commands(speech_commands, save, test_folder=release)
+    labels = sorted(r["label"] for r in _rows(save / "test.csv"))
+    assert labels == ["_silence_", "_unknown_", "go"]
+
+
+def test_kws_recipe_on_builtin_keywords(builtin_corpus, tiny_wavlm, tmp_path):
+    out = tmp_path / "kws"
+    assert run_recipe(
+        RECIPE / "train.py",
+        [
+            str(RECIPE / "hparams" / "kws_mean_pool.yaml"),
+            f"--data_folder={builtin_corpus}",
+            f"--upstream_source={tiny_wavlm}",
+            f"--output_folder={out}",
+            "--number_of_epochs=1",
+            "--batch_size=4",
+            "--num_workers=0",
+        ],
+        in_process=True,
+    )
+    results = json.loads((out / "test_results.json").read_text())
+    test = results["results"]["test"]
+    assert results["metric"] == "accuracy" and 0.0 <= test["accuracy"] <= 100.0
+    assert test["utterances"] == len(_rows(out / "save" / "test.csv")) >= 1
+    assert results["upstream"]["kind"] == "hf:wavlm"
+    train = _rows(out / "save" / "train.csv")
+    assert {r["label"] for r in train} <= set(LABELS[:10])
+    weights = json.loads((out / "layer_weights.json").read_text())["weights"]
+    assert len(weights) == 5 and abs(sum(weights) - 1.0) < 1e-5
+    assert (out / "layer_weights.png").stat().st_size > 0
+    assert "epoch: 1" in (out / "train_log.txt").read_text()
+    assert len((out / "save" / "label_encoder.txt").read_text().splitlines()) >= 12

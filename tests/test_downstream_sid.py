@@ -1,0 +1,83 @@
+"""Speaker identification: VoxCeleb1 preparation and the recipe (command line)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "VoxCeleb1" / "SID"
+sys.path.insert(0, str(RECIPE))
+
+from voxceleb1_prepare import prepare_voxceleb1_sid  # noqa: E402
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _run(command):
+    done = subprocess.run(command, cwd=RECIPE, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_voxceleb1_identification_split(tmp_path):
+    root = tmp_path / "VoxCeleb1"
+    lines = []
+    for speaker in ("id10001", "id10002"):
+        for index, code in enumerate("123"):
+            relative = f"{speaker}/vid-{index}/0000{index}.wav"
+            path = root / "wav" / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), np.zeros(8000, dtype="float32"), 16000)
+            lines.append(f"{code} {relative}")
+    lines.append("3 id10002/vid-9/00009.wav")  # listed, but missing on disk
+    (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    save = tmp_path / "save"
+    counts = prepare_voxceleb1_sid(root, save)
+    assert counts == {"train": 2, "valid": 2, "test": 2}
+    test = _rows(save / "test.csv")
+    assert [r["spk_id"] for r in test] == ["id10001", "id10002"]
+    assert test[0]["ID"] == "id10001--vid-2--00002" and test[0]["duration"] == "0.5000"
+    (root / "iden_split.txt").write_text("9 nonsense\n")
+    with pytest.raises(ValueError, match="unexpected line"):
+        prepare_voxceleb1_sid(root, tmp_path / "other")
+
+
+def test_sid_recipe_command_line_and_restored_layer_weights(
+    builtin_corpus, tiny_hubert, tmp_path
+):
+    out = tmp_path / "sid"
+    command = [
+        sys.executable,
+        "train.py",
+        "hparams/sid_mean_pool.yaml",
+        f"--data_folder={builtin_corpus}",
+        f"--upstream_source={tiny_hubert}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        "--batch_size=4",
+        "--eval_batch_size=4",
+        "--num_workers=0",
+        "--train_max_seconds=2.0",
+        "--lr=0.05",
+    ]
+    _run(command)
+    results = json.loads((out / "test_results.json").read_text())["results"]["test"]
+    assert 0.0 <= results["accuracy"] <= 100.0
+    assert results["utterances"] == 8  # 4 voices x 2 test-clean sentences
+    speakers = {r["spk_id"] for r in _rows(out / "save" / "train.csv")}
+    assert len(speakers) == 4
+    first = json.loads((out / "layer_weights.json").read_text())["weights"]
+    assert max(first) - min(first) > 1e-4  # trained away from the uniform init
+    # Same run again: training is finished, so the best checkpoint is loaded
+    # and evaluated; the layer weights must come back from it.
+    (out / "layer_weights.json").unlink()
+    _run(command)
+    again = json.loads((out / "layer_weights.json").read_text())["weights"]
+    assert again == pytest.approx(first, abs=1e-6)

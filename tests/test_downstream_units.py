@@ -1,0 +1,116 @@
+"""Downstream building blocks: heads ignore padding, splits, recipe yaml hygiene."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechbrain_skill.downstream.heads import (
+    BiLSTMCTCHead,
+    PooledClassifier,
+    masked_pooling,
+)
+from speechbrain_skill.downstream.manifests import hash_split
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = {
+    "LibriSpeech/ASR": "hparams/ctc_bilstm.yaml",
+    "SpeechCommands/KWS": "hparams/kws_mean_pool.yaml",
+    "VoxCeleb1/SID": "hparams/sid_mean_pool.yaml",
+}
+LIBRARY = REPO / "speechbrain_skill" / "downstream"
+
+
+def _padded(feats, extra):
+    noise = 1e3 * torch.randn(feats.shape[0], extra, feats.shape[2])
+    return torch.cat([feats, noise], dim=1)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "stats"])
+def test_classifier_ignores_padding_frames(pooling):
+    torch.manual_seed(0)
+    head = PooledClassifier(6, 4, projection_size=5, pooling=pooling)
+    feats = torch.randn(1, 7, 6)
+    alone = head(feats, torch.tensor([1.0]))
+    padded = head(_padded(feats, 3), torch.tensor([0.7]))
+    torch.testing.assert_close(alone, padded)
+
+
+def test_stats_pooling_is_mean_and_std_of_real_frames():
+    feats = torch.tensor([[[0.0], [2.0], [50.0]]])
+    assert masked_pooling(feats, torch.tensor([2 / 3]), "stats").tolist() == [
+        [1.0, 1.0]
+    ]
+    with pytest.raises(ValueError, match="Unknown pooling"):
+        masked_pooling(feats, torch.tensor([1.0]), "max")
+
+
+def test_bilstm_ctc_head_ignores_padding_frames():
+    torch.manual_seed(0)
+    head = BiLSTMCTCHead(6, 5, hidden_size=4).eval()
+    feats = torch.randn(1, 7, 6)
+    alone = head(feats, torch.tensor([1.0]))
+    padded = head(_padded(feats, 3), torch.tensor([0.7]))
+    torch.testing.assert_close(alone, padded[:, :7])
+    torch.testing.assert_close(alone.exp().sum(-1), torch.ones(1, 7))
+
+
+def test_hash_split_is_deterministic_and_order_free():
+    ids = [f"utt{i}" for i in range(40)]
+    split = hash_split(ids)
+    assert split == hash_split(list(reversed(ids)))
+    assert sorted(split.values()).count("test") == 4
+    assert sorted(split.values()).count("valid") == 4
+    with pytest.raises(ValueError, match="at least 3"):
+        hash_split(["a", "b"])
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_recipe_layout_and_every_yaml_key_is_used(recipe):
+    folder = REPO / "recipes" / recipe
+    for name in ("train.py", "README.md", "librispeech_prepare.py"):
+        assert (folder / name).exists(), name
+    yaml_text = (folder / RECIPES[recipe]).read_text()
+    keys = re.findall(r"^([A-Za-z_][A-Za-z0-9_]*):", yaml_text, flags=re.MULTILINE)
+    code = "".join(
+        path.read_text()
+        for path in [*folder.glob("*.py"), *LIBRARY.glob("*.py")]
+        if path.is_file()
+    )
+    unused = [
+        key
+        for key in keys
+        if not key.startswith("__")
+        and f"<{key}>" not in yaml_text
+        and f'"{key}"' not in code
+        and f".{key}" not in code
+    ]
+    assert not unused, f"{recipe}: yaml keys used nowhere: {unused}"
+    assert "data_folder: !PLACEHOLDER" in yaml_text
+    assert "output_folder: !ref results/<experiment_name>/<seed>" in yaml_text
+
+
+def test_brain_skips_unusable_batches_and_idle_step_leaves_no_gradient(tiny_wavlm):
+    from speechbrain_skill.data.dataio import SkippedBatch
+    from speechbrain_skill.downstream.classification import (
+        UtteranceClassificationBrain,
+    )
+    from speechbrain_skill.lobes.upstream import SSLUpstream
+
+    brain = UtteranceClassificationBrain(
+        modules={
+            "upstream": SSLUpstream(tiny_wavlm),
+            "head": PooledClassifier(32, 3, projection_size=4),
+        },
+        opt_class=lambda params: torch.optim.SGD(params, lr=0.1),
+    )
+    brain.init_optimizers()
+    loss = brain.fit_batch(SkippedBatch([("a", "missing"), ("b", "too short (3)")]))
+    assert float(loss) == 0.0
+    assert brain.skipped == {"missing": 1, "too short": 1}
+    before = [p.detach().clone() for p in brain.optimizer.param_groups[0]["params"]]
+    brain._idle_step()  # what every DDP rank runs for an all-bad batch
+    after = brain.optimizer.param_groups[0]["params"]
+    assert all(p.grad is None or not p.grad.any() for p in after)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
