@@ -124,7 +124,7 @@ def main():
         "batch": args.batch,
         "seconds_per_utterance": args.seconds,
         "teacher_params": num_params(teacher.model),
-        "student_params_with_gates": num_params(student),
+        "student_params_without_gates": num_params(student),
         "audio_seconds_per_second": round(audio / medians["step"], 3),
         **{f"median_{key}_s": round(value, 3) for key, value in medians.items()},
     }
