@@ -1,0 +1,95 @@
+"""Linear probes on frozen features (speaker ID, word ID)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from librispeech_prepare import prepare_librispeech
+
+from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model
+from speechbrain_skill.probing import (
+    _folds,
+    main,
+    random_model_like,
+    select_and_score,
+)
+
+
+@pytest.fixture(scope="module")
+def keywords_csv(builtin_corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keywords")
+    prepare_librispeech(builtin_corpus, folder, te_splits=["keywords"])
+    return folder / "keywords.csv"
+
+
+def test_word_folds_keep_each_speaker_in_one_fold():
+    speakers = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    folds = _folds(len(speakers), 2, seed=0, groups=speakers)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(8))
+    for fold in folds:
+        inside = {speakers[i] for i in fold}
+        outside = {speakers[i] for i in range(8) if i not in set(fold)}
+        assert not inside & outside
+
+
+def test_layer_and_l2_are_chosen_on_training_data_only():
+    rng = np.random.RandomState(0)
+    y_train, y_test = rng.randint(0, 3, 60), rng.randint(0, 3, 30)
+
+    def features(y):
+        noise = rng.randn(len(y), 4)
+        informative = np.eye(3)[y] * 3 + 0.3 * rng.randn(len(y), 3)
+        return np.stack([noise[:, :3], informative])
+
+    result = select_and_score(features(y_train), y_train, features(y_test), y_test, 3)
+    assert result["layer"] == 1 and result["accuracy"] > 90
+    assert len(result["per_layer"]) == 2 and result["per_layer"][0] < 70
+
+
+def test_random_baseline_has_the_shape_but_not_the_weights(tiny_wavlm):
+    trained = load_hf_ssl_model(tiny_wavlm)
+    random = random_model_like(tiny_wavlm, seed=5)
+    assert random.config.to_dict()["hidden_size"] == trained.config.hidden_size
+    shapes = {k: v.shape for k, v in trained.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in random.state_dict().items()}
+    assert not torch.equal(
+        trained.encoder.layers[0].feed_forward.output_dense.weight,
+        random.encoder.layers[0].feed_forward.output_dense.weight,
+    )
+
+
+def test_command_line_probes_all_sources(manifests, keywords_csv, tiny_wavlm, tmp_path):
+    results = main(
+        [
+            "--sources",
+            str(tiny_wavlm),
+            f"random:{tiny_wavlm}",
+            "mfcc",
+            "--speaker_train",
+            str(manifests / "dev-clean.csv"),
+            "--speaker_test",
+            str(manifests / "test-clean.csv"),
+            "--words",
+            str(keywords_csv),
+            "--output",
+            str(tmp_path),
+        ]
+    )
+    saved = json.loads((tmp_path / "probe_results.json").read_text())
+    assert list(saved["results"]) == [str(tiny_wavlm), f"random:{tiny_wavlm}", "mfcc"]
+    for source, res in results.results.items():
+        states = 1 if source == "mfcc" else 5
+        assert len(res["speaker"]["per_layer"]) == states
+        assert len(res["word"]["per_layer"]) == states
+        assert 0 <= res["speaker"]["accuracy"] <= 100
+        assert 0 <= res["word"]["accuracy"] <= 100
+    assert saved["settings"]["speaker_sizes"] == [8, 8]
+    assert saved["settings"]["word_size"] == 12
+    table = (tmp_path / "probe_results.md").read_text()
+    assert table.count("\n") == 5 and "| mfcc |" in table
+
+
+def test_command_line_needs_a_task(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--sources", "mfcc", "--output", str(tmp_path)])
