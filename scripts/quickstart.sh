@@ -20,7 +20,7 @@ cd "$ROOT/recipes/LibriSpeech/distillation"
     --device=cpu \
     --train_splits='["train-clean-100"]' \
     --dev_splits='["dev-clean"]' \
-    --num_groups=3 \
+    --num_groups=4 \
     --calibration_utterances=64 \
     --min_duration=1.0 \
     --max_crop_seconds=4.0 \
@@ -28,9 +28,10 @@ cd "$ROOT/recipes/LibriSpeech/distillation"
     --num_buckets=4 \
     --num_workers=0 \
     --valid_max_utterances=24 \
-    --prune_steps="${PRUNE_STEPS:-300}" \
+    --prune_steps="${PRUNE_STEPS:-500}" \
     --prune_warmup_steps=30 \
-    --sparsity_warmup_steps=150 \
+    --sparsity_warmup_steps="${SPARSITY_WARMUP:-200}" \
+    --reg_lr="${REG_LR:-0.05}" \
     --prune_lr=0.0005 \
     --final_steps="${FINAL_STEPS:-100}" \
     --final_warmup_steps=10 \

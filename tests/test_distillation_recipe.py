@@ -14,12 +14,16 @@ from recipe_runner import run_recipe, tiny_overrides
 
 from speechbrain_skill.lobes.student import load_student
 
+SHIPPED_TEACHER = "builtin:tiny-wavlm"
+
 
 @pytest.fixture(scope="module")
-def skill_run(builtin_corpus, tiny_wavlm, tmp_path_factory):
+def skill_run(builtin_corpus, tmp_path_factory):
+    # The recipe default for tests and the quick start: the shipped pretrained
+    # teacher, loaded by its builtin name like a hub id.
     output = tmp_path_factory.mktemp("skill_run")
     log = run_recipe(
-        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, tiny_wavlm)
+        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, SHIPPED_TEACHER)
     )
     return output, log
 
@@ -55,11 +59,11 @@ def test_exported_student_loads_in_one_call_and_runs(skill_run):
     assert frame_lens.tolist()[0] == 49 and torch.isfinite(hidden).all()
 
 
-def test_rerun_skips_finished_stages(skill_run, builtin_corpus, tiny_wavlm):
+def test_rerun_skips_finished_stages(skill_run, builtin_corpus):
     output, _ = skill_run
     stamps = {p: p.stat().st_mtime for p in (output / "stages").iterdir()}
     log = run_recipe(
-        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, tiny_wavlm)
+        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, SHIPPED_TEACHER)
     )
     assert {p: p.stat().st_mtime for p in (output / "stages").iterdir()} == stamps
     assert "Going into epoch" not in log
