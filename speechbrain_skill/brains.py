@@ -26,6 +26,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
+from speechbrain_skill.batch_skipping import SkipsUnusableBatches
 from speechbrain_skill.lobes.frames import lengths_to_mask
 from speechbrain_skill.targets import align_frames, group_targets
 
@@ -44,7 +45,7 @@ def unwrap(module):
     return module.module if hasattr(module, "module") else module
 
 
-class DistillationBrain(sb.Brain):
+class DistillationBrain(SkipsUnusableBatches, sb.Brain):
     """Distil a student from a frozen teacher's (grouped) hidden states."""
 
     def __init__(self, *args, **kwargs):
@@ -101,41 +102,7 @@ class DistillationBrain(sb.Brain):
             loss = loss + extra
             parts.update(extra_parts)
         self.last_parts = parts
-        if getattr(self, "zero_loss", False):
-            return loss * 0.0
         return loss
-
-    # ------------------------------------------------------------ batches
-    def _count_skipped(self, batch):
-        for _, reason in getattr(batch, "skipped", ()):
-            key = reason.split(" (")[0]
-            self.skipped[key] = self.skipped.get(key, 0) + 1
-
-    def fit_batch(self, batch):
-        """Fit one batch; a batch whose every file was bad is counted and skipped."""
-        self._count_skipped(batch)
-        if len(batch) > 0:
-            return super().fit_batch(batch)
-        if not self.distributed_launch:
-            return torch.tensor(self.avg_train_loss)
-        # Under DDP every rank must run the same backward (gradient all-reduce):
-        # run one second of silence with the loss multiplied by zero.
-        from speechbrain_skill.data.dataio import AudioBatch
-
-        silence = AudioBatch([{"id": "silence", "sig": torch.zeros(16000)}])
-        self.zero_loss = True
-        try:
-            super().fit_batch(silence)
-        finally:
-            self.zero_loss = False
-        return torch.tensor(self.avg_train_loss)
-
-    def evaluate_batch(self, batch, stage):
-        """Evaluate one batch; empty batches are counted and skipped."""
-        self._count_skipped(batch)
-        if len(batch) == 0:
-            return torch.tensor(0.0)
-        return super().evaluate_batch(batch, stage)
 
     # ------------------------------------------------------------ optimizers
     def main_parameters(self):
@@ -238,7 +205,7 @@ class PruningDistillationBrain(DistillationBrain):
             target_sparsity=target,
             penalty=float(penalty.detach()),
         )
-        if stage != sb.Stage.TRAIN or getattr(self, "zero_loss", False):
+        if stage != sb.Stage.TRAIN:
             return loss
         return loss + penalty
 

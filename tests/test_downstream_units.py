@@ -91,7 +91,7 @@ def test_recipe_layout_and_every_yaml_key_is_used(recipe):
     assert "output_folder: !ref results/<experiment_name>/<seed>" in yaml_text
 
 
-def test_brain_skips_unusable_batches_and_idle_step_leaves_no_gradient(tiny_wavlm):
+def test_brain_skips_unusable_batches_and_ddp_silent_step_changes_nothing(tiny_wavlm):
     from speechbrain_skill.data.dataio import SkippedBatch
     from speechbrain_skill.downstream.classification import (
         UtteranceClassificationBrain,
@@ -109,8 +109,12 @@ def test_brain_skips_unusable_batches_and_idle_step_leaves_no_gradient(tiny_wavl
     loss = brain.fit_batch(SkippedBatch([("a", "missing"), ("b", "too short (3)")]))
     assert float(loss) == 0.0
     assert brain.skipped == {"missing": 1, "too short": 1}
+    assert brain.optimizer_step == 0
     before = [p.detach().clone() for p in brain.optimizer.param_groups[0]["params"]]
-    brain._idle_step()  # what every DDP rank runs for an all-bad batch
+    # Under DDP an empty batch still runs a step (silence, zero loss), so that every
+    # process joins the gradient all-reduce and steps its optimizer.
+    brain.distributed_launch = True
+    brain.fit_batch(SkippedBatch([("c", "missing")]))
     after = brain.optimizer.param_groups[0]["params"]
-    assert all(p.grad is None or not p.grad.any() for p in after)
+    assert brain.optimizer_step == 1 and brain.skipped["missing"] == 2
     assert all(torch.equal(a, b) for a, b in zip(before, after))

@@ -10,6 +10,7 @@ Hyperparameters used besides the base ones: ``tokenizer``
 """
 
 import speechbrain as sb
+import torch
 from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_skill.downstream.brain import DownstreamBrain
@@ -40,6 +41,11 @@ class CTCBrain(DownstreamBrain):
 
     metric = "WER"
     higher_is_better = False
+
+    def silent_batch(self):
+        """One second of silence with a one-token transcript (zero-loss DDP step)."""
+        token = 1 if self.hparams.blank_index == 0 else 0
+        return super().silent_batch(tokens=torch.tensor([token]))
 
     def compute_forward(self, batch, stage):
         """CTC log-probabilities (batch, frames, vocab) and relative lengths."""

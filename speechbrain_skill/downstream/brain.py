@@ -19,11 +19,10 @@ import logging
 from pathlib import Path
 
 import speechbrain as sb
-import torch
 from speechbrain.utils.distributed import if_main_process
 
+from speechbrain_skill.batch_skipping import SkipsUnusableBatches
 from speechbrain_skill.brains import unwrap
-from speechbrain_skill.data.dataio import AudioBatch
 from speechbrain_skill.downstream.layer_weights import (
     plot_layer_weights,
     save_layer_weights,
@@ -68,7 +67,7 @@ def update_results(path, name, stats, **info):
     return document
 
 
-class DownstreamBrain(sb.Brain):
+class DownstreamBrain(SkipsUnusableBatches, sb.Brain):
     """Base Brain: frozen upstream + trainable head, metric-driven checkpoints.
 
     Subclasses set :attr:`metric` and :attr:`higher_is_better` and implement
@@ -108,38 +107,6 @@ class DownstreamBrain(sb.Brain):
         self.optimizers_dict = {"optimizer": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
-
-    # ------------------------------------------------------------ batches
-    def _count_skipped(self, batch):
-        for _, reason in getattr(batch, "skipped", ()):
-            key = reason.split(" (")[0]
-            self.skipped[key] = self.skipped.get(key, 0) + 1
-
-    def fit_batch(self, batch):
-        """Fit one batch; a batch with no usable audio is counted and skipped."""
-        self._count_skipped(batch)
-        if len(batch) > 0:
-            return super().fit_batch(batch)
-        if self.distributed_launch:
-            self._idle_step()
-        return torch.tensor(float(self.avg_train_loss))
-
-    def _idle_step(self):
-        # Every DDP rank must run a backward (gradient all-reduce): run one
-        # second of silence through the modules with a zero loss, no update.
-        silence = AudioBatch([{"id": "silence", "sig": torch.zeros(16000)}])
-        outputs = self.compute_forward(silence.to(self.device), sb.Stage.TRAIN)
-        tensors = outputs if isinstance(outputs, (tuple, list)) else [outputs]
-        loss = sum(t.float().sum() * 0.0 for t in tensors if torch.is_tensor(t))
-        loss.backward()
-        self.zero_grad()
-
-    def evaluate_batch(self, batch, stage):
-        """Evaluate one batch; a batch with no usable audio is counted and skipped."""
-        self._count_skipped(batch)
-        if len(batch) == 0:
-            return torch.tensor(0.0)
-        return super().evaluate_batch(batch, stage)
 
     def evaluate(self, test_set, *args, name="test", **kwargs):
         """Evaluate on ``test_set``; results are stored under ``name``.

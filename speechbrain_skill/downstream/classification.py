@@ -40,6 +40,10 @@ class UtteranceClassificationBrain(DownstreamBrain):
     metric = "accuracy"
     higher_is_better = True
 
+    def silent_batch(self):
+        """One second of silence labelled with class 0 (zero-loss DDP step)."""
+        return super().silent_batch(label_encoded=torch.zeros(1, dtype=torch.long))
+
     def compute_forward(self, batch, stage):
         """Log-probabilities (batch, num_classes)."""
         batch = batch.to(self.device)

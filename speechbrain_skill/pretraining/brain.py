@@ -18,6 +18,7 @@ import logging
 import speechbrain as sb
 import torch
 
+from speechbrain_skill.batch_skipping import SkipsUnusableBatches
 from speechbrain_skill.lobes.frames import (
     conv_output_lengths,
     lengths_to_mask,
@@ -69,7 +70,7 @@ class StageMeter:
         }
 
 
-class HuBERTPretrainBrain(sb.Brain):
+class HuBERTPretrainBrain(SkipsUnusableBatches, sb.Brain):
     """SpeechBrain Brain for HuBERT-style pretraining of a Hugging Face model.
 
     Empty batches (all examples unusable) are skipped and counted; so are the
@@ -161,22 +162,9 @@ class HuBERTPretrainBrain(sb.Brain):
         self.meter.update(stats)
         return stats.loss
 
-    def _count_skipped(self, batch):
+    def record_skipped(self, batch):
+        """Count skipped examples in the stage meter."""
         self.meter.skipped += len(getattr(batch, "skipped", ()))
-
-    def fit_batch(self, batch):
-        """Train on a batch; an empty batch is counted and skipped."""
-        self._count_skipped(batch)
-        if len(batch) == 0:
-            return torch.tensor(self.avg_train_loss)
-        return super().fit_batch(batch)
-
-    def evaluate_batch(self, batch, stage):
-        """Evaluate a batch; an empty batch is counted and skipped."""
-        self._count_skipped(batch)
-        if len(batch) == 0:
-            return torch.tensor(0.0)
-        return super().evaluate_batch(batch, stage)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Advance the learning-rate schedule after each optimizer step."""
