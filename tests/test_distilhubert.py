@@ -136,3 +136,31 @@ def test_pruned_student_is_not_exported_to_hf(tiny_wavlm):
     assert hf_export_problems(pruned) == ["some layers lost attention heads"]
     with pytest.raises(ValueError, match="does not fit"):
         save_hf_model(pruned, "unused")
+
+
+def test_empty_batch_is_skipped_alone_and_a_zero_loss_step_under_ddp(tiny_hubert):
+    from speechbrain_skill.data.dataio import SkippedBatch
+
+    student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
+    hparams = {
+        "groups": [[2], [3], [4]],
+        "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
+        "opt_class": lambda params: torch.optim.SGD(params, lr=0.1),
+        "lr_annealing": lambda optimizer: None,
+        "log_interval": 10**6,
+    }
+    modules = {
+        "teacher": FrozenSSLTeacher(tiny_hubert),
+        "student": student,
+        "heads": PredictionHeads([2, 2, 2], 32),
+    }
+    brain = DistillationBrain(modules=modules, hparams=hparams, run_opts={})
+    brain.init_optimizers()
+    before = [p.detach().clone() for p in brain.main_parameters()]
+    brain.fit_batch(SkippedBatch([("a", "missing")]))
+    assert brain.optimizer_step == 0 and brain.skipped == {"missing": 1}
+    brain.distributed_launch = True
+    brain.fit_batch(SkippedBatch([("b", "NaN or Inf samples")]))
+    # The step ran (as on the other processes), with a zero loss: nothing moved.
+    assert brain.optimizer_step == 1 and sum(brain.skipped.values()) == 2
+    assert all(torch.equal(a, b) for a, b in zip(before, brain.main_parameters()))
