@@ -13,7 +13,7 @@ CORPUS="$ROOT/data/builtin"
     --num_speakers 8 --train_utterances 24 --dev_utterances 3 --test_utterances 3
 
 cd "$ROOT/recipes/LibriSpeech/distillation"
-"$PY" train.py hparams/skill_wavlm.yaml \
+"$PY" train.py "hparams/${YAML:-skill_wavlm.yaml}" \
     --data_folder="$CORPUS" \
     --output_folder="$OUT" \
     --teacher_source="${TEACHER:-builtin:tiny-wavlm}" \
