@@ -34,15 +34,17 @@ logger = logging.getLogger(__name__)
 
 
 def unwrap(module):
-    """Return the module inside a DDP / DataParallel wrapper (or the module itself).
+    """Return the module inside DDP / DataParallel wrappers (or the module itself).
 
     Example
     -------
     >>> layer = torch.nn.Linear(2, 2)
-    >>> unwrap(layer) is layer
-    True
+    >>> unwrap(layer) is layer, unwrap(torch.nn.DataParallel(layer)) is layer
+    (True, True)
     """
-    return module.module if hasattr(module, "module") else module
+    while hasattr(module, "module"):
+        module = module.module
+    return module
 
 
 class DistillationBrain(SkipsUnusableBatches, sb.Brain):

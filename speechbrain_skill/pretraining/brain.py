@@ -19,12 +19,13 @@ import speechbrain as sb
 import torch
 
 from speechbrain_skill.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.brains import unwrap
 from speechbrain_skill.lobes.frames import (
     conv_output_lengths,
     lengths_to_mask,
     relative_to_absolute,
 )
-from speechbrain_skill.pretraining.export import export_pretrained, unwrap
+from speechbrain_skill.pretraining.export import export_pretrained
 from speechbrain_skill.pretraining.head import masked_prediction_loss
 from speechbrain_skill.pretraining.masking import compute_span_mask
 

@@ -15,21 +15,9 @@ import os
 
 import torch
 
+from speechbrain_skill.brains import unwrap
+
 MASK_EMBEDDING = "masked_spec_embed"
-
-
-def unwrap(module):
-    """The bare model inside DataParallel / DDP wrappers.
-
-    Example
-    -------
-    >>> layer = torch.nn.Linear(1, 1)
-    >>> unwrap(torch.nn.DataParallel(layer)) is layer
-    True
-    """
-    while hasattr(module, "module"):
-        module = module.module
-    return module
 
 
 def export_pretrained(model, path, summary=None):
