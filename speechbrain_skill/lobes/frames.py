@@ -8,7 +8,7 @@ boolean masks of the real (non-padding) frames.
 import torch
 
 
-def relative_to_absolute(wav_lens, max_len):
+def relative_to_absolute(wav_lens, max_len, batch_size=1, device=None):
     """Convert SpeechBrain relative lengths to integer lengths.
 
     Arguments
@@ -17,6 +17,10 @@ def relative_to_absolute(wav_lens, max_len):
         Relative lengths in [0, 1], shape (batch,). None means all full.
     max_len : int
         Padded length of the batch.
+    batch_size : int
+        Number of utterances when ``wav_lens`` is None.
+    device : torch.device, optional
+        Device of the result when ``wav_lens`` is None.
 
     Returns
     -------
@@ -27,9 +31,11 @@ def relative_to_absolute(wav_lens, max_len):
     -------
     >>> relative_to_absolute(torch.tensor([1.0, 0.5]), 10).tolist()
     [10, 5]
+    >>> relative_to_absolute(None, 10, batch_size=3).tolist()
+    [10, 10, 10]
     """
     if wav_lens is None:
-        return torch.full((1,), max_len, dtype=torch.long)
+        return torch.full((batch_size,), max_len, dtype=torch.long, device=device)
     return torch.round(wav_lens.float() * max_len).long().clamp(0, max_len)
 
 

@@ -90,9 +90,9 @@ class FrozenSSLTeacher(torch.nn.Module):
         frame_lens : torch.Tensor
             Number of real frames per utterance.
         """
-        if wav_lens is None:
-            wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
-        lengths = relative_to_absolute(wav_lens, wavs.shape[1]).to(wavs.device)
+        lengths = relative_to_absolute(
+            wav_lens, wavs.shape[1], batch_size=wavs.shape[0], device=wavs.device
+        ).to(wavs.device)
         if self.normalize_waveform:
             wavs = normalize_waveforms(wavs, lengths)
         attention_mask = lengths_to_mask(lengths, wavs.shape[1]).long()

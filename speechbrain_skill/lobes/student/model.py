@@ -162,10 +162,9 @@ class PrunableSSLStudent(torch.nn.Module):
         )
 
     def _hidden_states(self, wavs, wav_lens, num_layers=None):
-        if wav_lens is None:
-            lengths = torch.full((wavs.shape[0],), wavs.shape[1], device=wavs.device)
-        else:
-            lengths = relative_to_absolute(wav_lens, wavs.shape[1]).to(wavs.device)
+        lengths = relative_to_absolute(
+            wav_lens, wavs.shape[1], batch_size=wavs.shape[0], device=wavs.device
+        ).to(wavs.device)
         if self.config.normalize_waveform:
             wavs = normalize_waveforms(wavs, lengths)
         features = self.feature_extractor(wavs).transpose(1, 2)
