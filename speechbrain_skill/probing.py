@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from speechbrain_skill.data.audio import BadAudioError, read_audio
+from speechbrain_skill.lobes.hf_ssl import random_ssl_model
 
 logger = logging.getLogger(__name__)
 
@@ -57,42 +58,8 @@ WORD_FOLDS = 4
 # ---------------------------------------------------------------- features
 
 
-def random_model_like(source, seed=0):
-    """A randomly initialised model with the configuration of ``source``.
-
-    Arguments
-    ---------
-    source : str
-        Hub id, local folder or ``builtin:<name>``.
-    seed : int
-        Seed of the initialisation.
-
-    Returns
-    -------
-    transformers.PreTrainedModel
-
-    Example
-    -------
-    >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
-    >>> model = random_model_like(save_tiny_model(tempfile.mkdtemp(), seed=3))
-    >>> model.config.num_hidden_layers
-    4
-    """
-    from transformers import AutoModel
-
-    from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_config
-
-    config = load_hf_ssl_config(source)
-    config.layerdrop = 0.0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModel.from_config(config)
-    return model.eval()
-
-
 def save_random_model_like(source, path, seed=0):
-    """Save :func:`random_model_like` as a ``save_pretrained`` folder (3 files).
+    """Save a random model shaped like ``source`` as a ``save_pretrained`` folder.
 
     Arguments
     ---------
@@ -118,7 +85,7 @@ def save_random_model_like(source, path, seed=0):
     """
     from speechbrain_skill.pretraining.export import export_pretrained
 
-    return export_pretrained(random_model_like(source, seed), path)
+    return export_pretrained(random_ssl_model(source, seed), path)
 
 
 class ModelPooler:
@@ -144,7 +111,7 @@ class ModelPooler:
         from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
         if source.startswith(RANDOM_PREFIX):
-            model = random_model_like(source[len(RANDOM_PREFIX) :])
+            model = random_ssl_model(source[len(RANDOM_PREFIX) :])
             self.teacher = FrozenSSLTeacher(model)
         else:
             self.teacher = FrozenSSLTeacher(source)

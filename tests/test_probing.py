@@ -7,11 +7,10 @@ import pytest
 import torch
 from librispeech_prepare import prepare_librispeech
 
-from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model
+from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, random_ssl_model
 from speechbrain_skill.probing import (
     _folds,
     main,
-    random_model_like,
     select_and_score,
 )
 
@@ -49,7 +48,7 @@ def test_layer_and_l2_are_chosen_on_training_data_only():
 
 def test_random_baseline_has_the_shape_but_not_the_weights(tiny_wavlm):
     trained = load_hf_ssl_model(tiny_wavlm)
-    random = random_model_like(tiny_wavlm, seed=5)
+    random = random_ssl_model(tiny_wavlm, seed=5)
     assert random.config.to_dict()["hidden_size"] == trained.config.hidden_size
     shapes = {k: v.shape for k, v in trained.state_dict().items()}
     assert shapes == {k: v.shape for k, v in random.state_dict().items()}

@@ -206,6 +206,40 @@ def waveform_normalization(source):
     return bool(settings.get("do_normalize", False))
 
 
+def random_ssl_model(config_or_source, seed=0):
+    """A randomly initialised SSL model of a config, or of a source's config.
+
+    The initialisation is seeded without touching the global random state;
+    LayerDrop is off and the model is in eval mode.
+
+    Arguments
+    ---------
+    config_or_source : transformers.PretrainedConfig or str
+        A config, or a hub id / local directory / ``builtin:<name>``.
+    seed : int
+        Seed of the initialisation.
+
+    Returns
+    -------
+    transformers.PreTrainedModel
+
+    Example
+    -------
+    >>> a = random_ssl_model(tiny_config("hubert"), seed=1)
+    >>> b = random_ssl_model(tiny_config("hubert"), seed=1)
+    >>> all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    True
+    """
+    config = config_or_source
+    if not hasattr(config, "model_type"):
+        config = load_hf_ssl_config(config_or_source)
+    config.layerdrop = 0.0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _model_classes()[config.model_type](config)
+    return model.eval()
+
+
 def tiny_config(model_type="wavlm", **overrides):
     """Build a small config of the real architecture (same conv strides: 20 ms frames).
 
@@ -291,10 +325,7 @@ def save_tiny_model(path, model_type="wavlm", seed=0, **overrides):
     """
     from transformers import Wav2Vec2FeatureExtractor
 
-    config = tiny_config(model_type, **overrides)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = _model_classes()[model_type](config)
+    model = random_ssl_model(tiny_config(model_type, **overrides), seed)
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)
     Wav2Vec2FeatureExtractor(

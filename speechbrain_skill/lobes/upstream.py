@@ -60,13 +60,9 @@ def is_student_dir(source):
 
 
 def _random_hf_teacher(source, seed):
-    from speechbrain_skill.lobes.hf_ssl import _model_classes, load_hf_ssl_config
+    from speechbrain_skill.lobes.hf_ssl import random_ssl_model
 
-    config = load_hf_ssl_config(source)
-    config.layerdrop = 0.0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = _model_classes()[config.model_type](config)
+    model = random_ssl_model(source, seed)
     return FrozenSSLTeacher(model, normalize_waveform=waveform_normalization(source))
 
 
