@@ -24,17 +24,17 @@ import time
 import torch
 from transformers import WavLMConfig, WavLMModel
 
-from speechbrain_skill.lobes.frames import lengths_to_mask
-from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.student import PrunableSSLStudent, num_params
-from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
-from speechbrain_skill.losses import DistillationLoss
-from speechbrain_skill.pruning import SparsityLagrangian
-from speechbrain_skill.targets import (
+from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
+from speechbrain_skill.distillation.losses import DistillationLoss
+from speechbrain_skill.distillation.targets import (
     align_frames,
     default_student_layers,
     group_targets,
 )
+from speechbrain_skill.lobes.frames import lengths_to_mask
+from speechbrain_skill.lobes.heads import LayerProjections
+from speechbrain_skill.lobes.student import PrunableSSLStudent, num_params
+from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 
 def parse_args():

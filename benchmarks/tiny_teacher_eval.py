@@ -5,10 +5,10 @@
 1. Builds the built-in corpus the teacher was pretrained on (same arguments as
    in its model card; reused when it exists). Only its held-out parts are used
    here: dev-clean, test-clean (sentences) and keywords (single words).
-2. Linear probes (speechbrain_skill.probing): speaker ID (fit on dev-clean,
+2. Linear probes (speechbrain_skill.downstream.probing): speaker ID (fit on dev-clean,
    score on test-clean) and word ID (keywords, speaker-disjoint folds) on
    builtin:tiny-wavlm, the same architecture randomly initialised, and MFCCs.
-3. Layer similarity (linear CKA, speechbrain_skill.layer_analysis) of the
+3. Layer similarity (linear CKA, speechbrain_skill.layer_groups.analysis) of the
    pretrained and the random model on dev-clean: heatmaps side by side in
    docs/tiny_teacher.md (copied to docs/images/ with --update_docs).
 
@@ -30,8 +30,8 @@ from librispeech_prepare import prepare_librispeech  # noqa: E402
 
 from speechbrain_skill.data.dataio import make_audio_dataloader  # noqa: E402
 from speechbrain_skill.data.synthetic_corpus import generate_corpus  # noqa: E402
-from speechbrain_skill.layer_analysis import run_layer_analysis  # noqa: E402
-from speechbrain_skill.probing import run_probes, save_random_model_like  # noqa: E402
+from speechbrain_skill.downstream.probing import run_probes, save_random_model_like  # noqa: E402
+from speechbrain_skill.layer_groups.analysis import run_layer_analysis  # noqa: E402
 
 # The corpus of the model card (speechbrain_skill/assets/models/tiny-wavlm).
 CORPUS = dict(

@@ -7,7 +7,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from speechbrain_skill.clustering import (
+from speechbrain_skill.layer_groups.clustering import (
     LINKAGES,
     cluster_layers,
     load_groups,
@@ -15,7 +15,7 @@ from speechbrain_skill.clustering import (
     similarity_to_distance,
     validate_groups,
 )
-from speechbrain_skill.plotting import (
+from speechbrain_skill.layer_groups.plots import (
     cut_height,
     plot_dendrogram,
     plot_similarity_heatmap,

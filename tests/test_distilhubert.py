@@ -8,9 +8,9 @@ from hyperpyyaml import load_hyperpyyaml
 from recipe_runner import RECIPE, distil_overrides, run_recipe
 from transformers import AutoModel, HubertConfig, WavLMConfig
 
-from speechbrain_skill.brains import DistillationBrain
 from speechbrain_skill.data.dataio import AudioBatch
-from speechbrain_skill.export_hf import hf_export_problems, save_hf_model
+from speechbrain_skill.distillation.brains import DistillationBrain
+from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.lobes.heads import PredictionHeads
 from speechbrain_skill.lobes.student import (
     PrunableSSLStudent,
@@ -18,8 +18,8 @@ from speechbrain_skill.lobes.student import (
     num_params,
     student_config_from_hf,
 )
+from speechbrain_skill.lobes.student.hf_export import hf_export_problems, save_hf_model
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
-from speechbrain_skill.losses import DistillationLoss
 
 
 def test_base_shape_student_has_23_49m_parameters():

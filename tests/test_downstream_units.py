@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from speechbrain_skill.data.manifests import hash_split
 from speechbrain_skill.downstream.heads import (
     BiLSTMCTCHead,
     PooledClassifier,
     masked_pooling,
 )
-from speechbrain_skill.downstream.manifests import hash_split
 
 
 def _padded(feats, extra):

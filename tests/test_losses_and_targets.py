@@ -4,14 +4,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechbrain_skill.lobes.heads import LayerProjections, PredictionHeads
-from speechbrain_skill.losses import DistillationLoss, masked_l1
-from speechbrain_skill.pruning import SparsityLagrangian, validate_target_sparsity
-from speechbrain_skill.targets import (
+from speechbrain_skill.distillation.lagrangian import (
+    SparsityLagrangian,
+    validate_target_sparsity,
+)
+from speechbrain_skill.distillation.losses import DistillationLoss, masked_l1
+from speechbrain_skill.distillation.targets import (
     align_frames,
     default_student_layers,
     group_targets,
 )
+from speechbrain_skill.lobes.heads import LayerProjections, PredictionHeads
 
 
 def _reference_loss(pred, target, lengths, cos_type):

@@ -7,12 +7,12 @@ import pytest
 import torch
 from librispeech_prepare import prepare_librispeech
 
-from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, random_ssl_model
-from speechbrain_skill.probing import (
+from speechbrain_skill.downstream.probing import (
     _folds,
     main,
     select_and_score,
 )
+from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, random_ssl_model
 
 
 @pytest.fixture(scope="module")

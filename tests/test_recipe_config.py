@@ -4,8 +4,8 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 from recipe_runner import RECIPE
 
+from speechbrain_skill.distillation.stages import DistillationPipeline
 from speechbrain_skill.lobes.hf_ssl import TeacherLoadError
-from speechbrain_skill.pipeline import DistillationPipeline
 
 
 def _pipeline(tmp_path, teacher, yaml="skill_wavlm.yaml", **overrides):

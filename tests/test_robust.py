@@ -9,17 +9,20 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from recipe_runner import RECIPE, distil_overrides, run_recipe, tiny_overrides
 
-from speechbrain_skill.brains import DistillationBrain, PruningDistillationBrain
 from speechbrain_skill.data.corruption import SpeechCorruption, snr_db
 from speechbrain_skill.data.dataio import AudioBatch
 from speechbrain_skill.data.rir import synthetic_rir
+from speechbrain_skill.distillation.brains import (
+    DistillationBrain,
+    PruningDistillationBrain,
+)
+from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
+from speechbrain_skill.distillation.losses import DistillationLoss, EnhancementLoss
+from speechbrain_skill.distillation.stages import DistillationPipeline
 from speechbrain_skill.lobes.enhancement import EnhancementHead
 from speechbrain_skill.lobes.heads import LayerProjections, PredictionHeads
 from speechbrain_skill.lobes.student import PrunableSSLStudent, load_student
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
-from speechbrain_skill.losses import DistillationLoss, EnhancementLoss
-from speechbrain_skill.pipeline import DistillationPipeline
-from speechbrain_skill.pruning import SparsityLagrangian
 
 LENGTHS = torch.tensor([1.0, 0.6, 0.3])
 

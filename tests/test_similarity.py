@@ -7,7 +7,7 @@ import pytest
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 
-from speechbrain_skill.similarity import (
+from speechbrain_skill.layer_groups.similarity import (
     CosineAccumulator,
     LinearCKAAccumulator,
     MinibatchCKAAccumulator,
@@ -338,9 +338,9 @@ def test_memory_bound_for_wavlm_base_plus_shape():
 
 
 def test_teacher_sources_are_wrapped(tiny_wavlm):
+    from speechbrain_skill.layer_groups.similarity import as_teacher
     from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model
     from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
-    from speechbrain_skill.similarity import as_teacher
 
     assert isinstance(as_teacher(tiny_wavlm), FrozenSSLTeacher)
     assert isinstance(as_teacher(load_hf_ssl_model(tiny_wavlm)), FrozenSSLTeacher)

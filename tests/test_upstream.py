@@ -105,12 +105,12 @@ def test_student_export_gives_the_same_features_as_the_hf_model(
 
 
 def test_student_and_its_hf_export_give_the_same_features(tmp_path):
-    from speechbrain_skill.export_hf import save_hf_model
     from speechbrain_skill.lobes.student import (
         PrunableSSLStudent,
         StudentConfig,
         save_student,
     )
+    from speechbrain_skill.lobes.student.hf_export import save_hf_model
 
     torch.manual_seed(3)
     config = StudentConfig.uniform(

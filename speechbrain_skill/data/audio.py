@@ -1,4 +1,4 @@
-"""Robust audio reading: the bad-input rules of DESIGN section 6.
+"""Robust audio reading: the bad-input rules of docs/design.md section 6.
 
 Every problem with a file raises :class:`BadAudioError` with a short reason,
 so callers can skip and count it; good files come back as 16 kHz mono float

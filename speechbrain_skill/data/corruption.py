@@ -1,7 +1,7 @@
 """What the student hears in robust distillation: noisy and reverberant speech.
 
 :class:`SpeechCorruption` is a ``student_input_transform`` for
-:class:`~speechbrain_skill.brains.DistillationBrain`: the teacher keeps the
+:class:`~speechbrain_skill.distillation.brains.DistillationBrain`: the teacher keeps the
 clean batch, the student gets a corrupted copy. Per utterance it draws one of
 ``clean``, ``noise``, ``reverb``, ``noise_reverb`` (uniformly among those
 configured; RobustDistiller uses all four), then:

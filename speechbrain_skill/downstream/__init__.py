@@ -8,11 +8,13 @@
   classification (keyword spotting, speaker identification).
 * :mod:`~speechbrain_skill.downstream.asr`: CTC speech recognition.
 * :mod:`~speechbrain_skill.downstream.data`: datasets and label encoders.
-* :mod:`~speechbrain_skill.downstream.manifests`: csv helpers shared by the
-  data preparation scripts.
 * :mod:`~speechbrain_skill.downstream.layer_weights`: saving and plotting the
   learned layer weights.
 * :mod:`~speechbrain_skill.downstream.speed`: upstream inference speed.
 * :mod:`~speechbrain_skill.downstream.compare`: the teacher-vs-students
   comparison command.
+* :mod:`~speechbrain_skill.downstream.probing`: linear probes of every layer.
+
+The csv helpers of the data preparation scripts live in
+:mod:`speechbrain_skill.data.manifests`.
 """

@@ -21,12 +21,12 @@ from pathlib import Path
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_skill.batch_skipping import SkipsUnusableBatches
-from speechbrain_skill.brains import unwrap
 from speechbrain_skill.downstream.layer_weights import (
     plot_layer_weights,
     save_layer_weights,
 )
+from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
 

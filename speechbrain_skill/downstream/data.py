@@ -126,7 +126,7 @@ def _example_hparams(folder):
     import soundfile as sf
     from speechbrain.dataio.encoder import CategoricalEncoder
 
-    from speechbrain_skill.downstream.manifests import write_manifest
+    from speechbrain_skill.data.manifests import write_manifest
 
     rows = []
     for index, speaker in enumerate(["s1", "s2", "s1"]):

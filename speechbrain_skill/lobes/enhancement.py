@@ -4,9 +4,9 @@ The head reads the student's CNN features of the corrupted input, repeats
 them to the 100 Hz STFT frame rate, runs a 3-layer BLSTM (256 units per
 direction) and a linear layer with a sigmoid, and multiplies the resulting
 mask with the noisy magnitude (n_fft 512, hop 160, window 400). The loss
-(:class:`~speechbrain_skill.losses.EnhancementLoss`) is the L1 distance to the
-clean magnitude; it trains the student's CNN to keep what the clean speech
-needs.
+(:class:`~speechbrain_skill.distillation.losses.EnhancementLoss`) is the L1
+distance to the clean magnitude; it trains the student's CNN to keep what the
+clean speech needs.
 
 :class:`StudentFeatureTap` obtains those CNN features without a second pass
 through the CNN: a forward hook keeps what the student computed for the

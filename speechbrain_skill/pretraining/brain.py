@@ -18,8 +18,6 @@ import logging
 import speechbrain as sb
 import torch
 
-from speechbrain_skill.batch_skipping import SkipsUnusableBatches
-from speechbrain_skill.brains import unwrap
 from speechbrain_skill.lobes.frames import (
     conv_output_lengths,
     lengths_to_mask,
@@ -28,6 +26,8 @@ from speechbrain_skill.lobes.frames import (
 from speechbrain_skill.pretraining.export import export_pretrained
 from speechbrain_skill.pretraining.head import masked_prediction_loss
 from speechbrain_skill.pretraining.masking import compute_span_mask
+from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
 

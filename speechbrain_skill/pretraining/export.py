@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from speechbrain_skill.brains import unwrap
+from speechbrain_skill.training.modules import unwrap
 
 MASK_EMBEDDING = "masked_spec_embed"
 

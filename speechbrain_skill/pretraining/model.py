@@ -29,7 +29,7 @@ def wavlm_pretraining_config(
     """A WavLM config of the real architecture at any size, ready for masking.
 
     The conv front-end keeps WavLM's kernels and strides (20 ms frames);
-    LayerDrop is off (see DESIGN 4.1). ``mask_time_prob`` is set above 0 only so
+    LayerDrop is off (see docs/design.md 4.1). ``mask_time_prob`` is set above 0 only so
     that Hugging Face creates the learned mask embedding; the recipe always
     passes its own span mask, so Hugging Face's own masking never runs.
 

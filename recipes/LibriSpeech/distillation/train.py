@@ -7,7 +7,7 @@ Usage::
     torchrun --nproc_per_node=4 train.py hparams/skill_wavlm.yaml --data_folder=...
 
 The stages (layer groups, distill + prune, materialise, final distillation,
-export) live in :mod:`speechbrain_skill.pipeline`; re-running resumes.
+export) live in :mod:`speechbrain_skill.distillation.stages`; re-running resumes.
 """
 
 import sys
@@ -17,7 +17,7 @@ from hyperpyyaml import load_hyperpyyaml
 from librispeech_prepare import prepare_librispeech
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_skill.pipeline import DistillationPipeline
+from speechbrain_skill.distillation.stages import DistillationPipeline
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])

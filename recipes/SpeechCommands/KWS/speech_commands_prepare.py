@@ -28,7 +28,7 @@ import soundfile as sf
 from librispeech_prepare import prepare_librispeech
 
 from speechbrain_skill.data.audio import SAMPLE_RATE, BadAudioError, read_audio
-from speechbrain_skill.downstream.manifests import (
+from speechbrain_skill.data.manifests import (
     already_prepared,
     audio_durations,
     hash_split,

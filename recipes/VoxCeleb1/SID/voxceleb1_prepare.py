@@ -18,7 +18,7 @@ from pathlib import Path
 
 from librispeech_prepare import prepare_librispeech
 
-from speechbrain_skill.downstream.manifests import (
+from speechbrain_skill.data.manifests import (
     already_prepared,
     audio_durations,
     mark_prepared,

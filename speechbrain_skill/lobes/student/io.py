@@ -12,6 +12,7 @@ import torch
 
 from speechbrain_skill.lobes.student.config import StudentConfig
 from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+from speechbrain_skill.training.modules import unwrap
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -43,7 +44,7 @@ def save_student(model, directory):
     """
     from safetensors.torch import save_file
 
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     os.makedirs(directory, exist_ok=True)
     document = {"architecture": ARCHITECTURE, **model.config.to_dict()}
     Path(directory, CONFIG_NAME).write_text(

@@ -1,4 +1,4 @@
-"""Layer-to-layer distillation losses, padding-aware (DESIGN 4.4).
+"""Layer-to-layer distillation losses, padding-aware (docs/design.md 4.4).
 
 Per target: ``l1_weight * L1 + cos_weight * cosine_term`` where the cosine
 term is ``-cos`` (DPHuBERT) or ``-log sigmoid(cos)`` (DistilHuBERT); the loss
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from speechbrain_skill.lobes.enhancement import StudentFeatureTap
 from speechbrain_skill.lobes.frames import lengths_to_mask
+from speechbrain_skill.training.modules import unwrap
 
 COSINE_TERMS = ("neg_cos", "neg_log_sigmoid")
 
@@ -211,11 +212,11 @@ class EnhancementLoss:
 
     def __call__(self, modules, outputs, stage):
         """Return ``(weighted loss, {"enhancement_loss": unweighted value})``."""
-        student = getattr(modules.student, "module", modules.student)
+        student = unwrap(modules.student)
         head = getattr(modules, self.module_name)
         noisy, clean = outputs["student_wavs"], outputs["wavs"]
         features = self.tap.features(student, noisy, outputs["wav_lens"])
         enhanced, frame_lens = head(features, noisy, outputs["wav_lens"])
-        target = getattr(head, "module", head).magnitude(clean)
+        target = unwrap(head).magnitude(clean)
         loss = masked_l1(enhanced, target, lengths_to_mask(frame_lens, target.shape[1]))
         return self.weight * loss, {"enhancement_loss": float(loss.detach())}

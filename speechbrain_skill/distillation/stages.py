@@ -1,4 +1,4 @@
-"""The stages of a distillation recipe run (DESIGN section 3), resumable and DDP-aware.
+"""The stages of a distillation run (docs/design.md section 3), resumable, DDP-aware.
 
 1. layer groups: given in the yaml, or found by similarity + clustering on a
    calibration subset (SKILL); written to ``<output>/layer_analysis``;
@@ -23,18 +23,26 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_skill.brains import DistillationBrain, PruningDistillationBrain, unwrap
-from speechbrain_skill.checkpoints import CompleteCheckpointer
-from speechbrain_skill.clustering import load_groups, validate_groups, validate_k
 from speechbrain_skill.data.dataio import (
     SkipBadAudioCollate,
     make_audio_dataloader,
     make_audio_dataset,
     make_dynamic_batch_sampler,
 )
-from speechbrain_skill.pruning import validate_target_sparsity
-from speechbrain_skill.report import write_report
-from speechbrain_skill.targets import default_student_layers
+from speechbrain_skill.distillation.brains import (
+    DistillationBrain,
+    PruningDistillationBrain,
+)
+from speechbrain_skill.distillation.lagrangian import validate_target_sparsity
+from speechbrain_skill.distillation.report import write_report
+from speechbrain_skill.distillation.targets import default_student_layers
+from speechbrain_skill.layer_groups.clustering import (
+    load_groups,
+    validate_groups,
+    validate_k,
+)
+from speechbrain_skill.training.checkpoints import CompleteCheckpointer
+from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +195,7 @@ class DistillationPipeline:
         return groups, [int(layer) for layer in student_layers], source
 
     def _run_layer_analysis(self, analysis_dir, settings):
-        from speechbrain_skill.layer_analysis import run_layer_analysis
+        from speechbrain_skill.layer_groups.analysis import run_layer_analysis
 
         hp = self.hparams
         loader = make_audio_dataloader(

@@ -26,25 +26,12 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_skill.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.distillation.targets import align_frames, group_targets
 from speechbrain_skill.lobes.frames import lengths_to_mask
-from speechbrain_skill.targets import align_frames, group_targets
+from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
-
-
-def unwrap(module):
-    """Return the module inside DDP / DataParallel wrappers (or the module itself).
-
-    Example
-    -------
-    >>> layer = torch.nn.Linear(2, 2)
-    >>> unwrap(layer) is layer, unwrap(torch.nn.DataParallel(layer)) is layer
-    (True, True)
-    """
-    while hasattr(module, "module"):
-        module = module.module
-    return module
 
 
 class DistillationBrain(SkipsUnusableBatches, sb.Brain):

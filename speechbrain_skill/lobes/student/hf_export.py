@@ -20,6 +20,7 @@ import torch
 
 from speechbrain_skill.lobes.hf_ssl import SAMPLE_RATE
 from speechbrain_skill.lobes.student.hf_import import _weight_norm_tensors
+from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def hf_export_problems(student):
     >>> hf_export_problems(PrunableSSLStudent(pruned))
     ['FFN widths differ between layers: [64, 40]']
     """
-    student = getattr(student, "module", student)
+    student = unwrap(student)
     config = student.config
     problems = []
     if config.prunable_structures:
@@ -206,7 +207,7 @@ def student_to_hf(student):
     """
     from speechbrain_skill.lobes.hf_ssl import _model_classes
 
-    student = getattr(student, "module", student)
+    student = unwrap(student)
     problems = hf_export_problems(student)
     if problems:
         raise ValueError(
@@ -258,7 +259,7 @@ def save_hf_model(student, directory):
     """
     from transformers import Wav2Vec2FeatureExtractor
 
-    student = getattr(student, "module", student)
+    student = unwrap(student)
     hf_model = student_to_hf(student)
     os.makedirs(directory, exist_ok=True)
     hf_model.save_pretrained(directory)

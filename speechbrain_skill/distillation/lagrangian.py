@@ -1,4 +1,4 @@
-"""The expected-sparsity Lagrangian of DPHuBERT-style structured pruning (DESIGN 4.2).
+"""The expected-sparsity Lagrangian of DPHuBERT-style pruning (docs/design.md 4.2).
 
 ``penalty = lambda1 * (s_hat - t) + lambda2 * (s_hat - t) ** 2`` where ``s_hat``
 is the student's differentiable expected sparsity and the target ``t`` rises

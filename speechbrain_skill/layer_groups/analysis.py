@@ -15,7 +15,7 @@ and writes into one folder:
 
 Command line (researchers who only want the analysis)::
 
-    python -m speechbrain_skill.layer_analysis \
+    python -m speechbrain_skill.layer_groups \
         --teacher microsoft/wavlm-base-plus --manifest train.csv \
         --output results/layer_analysis --num_utterances 1000 --k 4
 """
@@ -31,15 +31,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbrain_skill.clustering import (
+from speechbrain_skill.layer_groups.clustering import (
     LINKAGES,
     ClusteringResult,
     cluster_layers,
     save_groups,
     validate_k,
 )
-from speechbrain_skill.plotting import plot_dendrogram, plot_similarity_heatmap
-from speechbrain_skill.similarity import (
+from speechbrain_skill.layer_groups.plots import (
+    plot_dendrogram,
+    plot_similarity_heatmap,
+)
+from speechbrain_skill.layer_groups.similarity import (
     MEASURES,
     SimilarityStats,
     as_teacher,
@@ -203,7 +206,7 @@ def run_layer_analysis(
     Arguments
     ---------
     teacher : str, transformers.PreTrainedModel or callable
-        See :func:`~speechbrain_skill.similarity.compute_layer_similarity`.
+        See :func:`~speechbrain_skill.layer_groups.similarity.compute_layer_similarity`.
     batches : iterable
         Calibration batches (``PaddedBatch`` with ``sig``, or pairs).
     output_dir : str or os.PathLike
@@ -320,7 +323,7 @@ def _jsonable(value):
 
 
 def build_parser():
-    """Command-line options of ``python -m speechbrain_skill.layer_analysis``.
+    """Command-line options of ``python -m speechbrain_skill.layer_groups``.
 
     Returns
     -------
@@ -335,7 +338,7 @@ def build_parser():
     (4, 'average', 'cka', 1000)
     """
     parser = argparse.ArgumentParser(
-        prog="python -m speechbrain_skill.layer_analysis",
+        prog="python -m speechbrain_skill.layer_groups",
         description=(
             "Similarity of all hidden states of a frozen SSL teacher over a "
             "calibration set, and hierarchical clustering of the layers into K "

@@ -26,7 +26,7 @@ held-out part. Per-layer accuracies are kept too.
 
 Command line::
 
-    python -m speechbrain_skill.probing --speaker_train dev-clean.csv \
+    python -m speechbrain_skill.downstream.probing --speaker_train dev-clean.csv \
         --speaker_test test-clean.csv --words keywords.csv \
         --sources builtin:tiny-wavlm random:builtin:tiny-wavlm mfcc \
         --output results/probe

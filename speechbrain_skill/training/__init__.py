@@ -1,0 +1,9 @@
+"""Training infrastructure shared by every Brain of speechbrain-skill.
+
+* :mod:`~speechbrain_skill.training.modules`: unwrapping DDP / DataParallel.
+* :mod:`~speechbrain_skill.training.batch_skipping`: skipping unusable batches
+  (DDP-safe zero-loss steps).
+* :mod:`~speechbrain_skill.training.checkpoints`: kill-safe checkpoints.
+* :mod:`~speechbrain_skill.training.yaml_functions`: small functions for
+  recipe yamls (``!apply:``).
+"""
