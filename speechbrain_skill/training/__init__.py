@@ -4,6 +4,8 @@
 * :mod:`~speechbrain_skill.training.batch_skipping`: skipping unusable batches
   (DDP-safe zero-loss steps).
 * :mod:`~speechbrain_skill.training.checkpoints`: kill-safe checkpoints.
+* :mod:`~speechbrain_skill.training.stage_records`: stage fingerprints, so
+  that a rerun reuses a finished stage only when nothing it depends on changed.
 * :mod:`~speechbrain_skill.training.yaml_functions`: small functions for
   recipe yamls (``!apply:``).
 """
