@@ -70,3 +70,25 @@ def test_bad_files_are_excluded_and_listed(builtin_corpus, tmp_path):
     assert reasons[flacs[1].name].startswith("unreadable")
     assert reasons[flacs[2].name].startswith("too short")
     assert reasons[flacs[3].name] == "missing"
+
+
+def test_adding_or_deleting_data_files_prepares_again(builtin_corpus, tmp_path):
+    # Issue 12 case 2: the options alone (folder path, splits) used to decide,
+    # so files added or deleted after the first preparation were ignored.
+    root = _copy_split(builtin_corpus, tmp_path)
+    save = tmp_path / "save"
+    assert prepare_librispeech(root, save, dev_splits=["dev-clean"]) == {"dev-clean": 8}
+    chapter = sorted((root / "dev-clean").glob("*/*"))[0]
+    trans = next(chapter.glob("*.trans.txt"))
+    utt = f"{chapter.parent.name}-{chapter.name}-9999"
+    sf.write(str(chapter / f"{utt}.flac"), np.zeros(16000, dtype="float32"), 16000)
+    trans.write_text(trans.read_text() + f"{utt} A NEW SENTENCE\n")
+    assert prepare_librispeech(root, save, dev_splits=["dev-clean"]) == {"dev-clean": 9}
+    assert utt in {row["ID"] for row in _rows(save / "dev-clean.csv")}
+    removed = sorted(chapter.glob("*.flac"))[0]
+    removed.unlink()
+    assert prepare_librispeech(root, save, dev_splits=["dev-clean"]) == {"dev-clean": 8}
+    ids = {row["ID"] for row in _rows(save / "dev-clean.csv")}
+    assert utt in ids and removed.stem not in ids
+    # Unchanged data: skipped again.
+    assert prepare_librispeech(root, save, dev_splits=["dev-clean"]) == {}

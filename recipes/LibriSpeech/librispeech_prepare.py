@@ -5,23 +5,24 @@ Each requested split folder (``train-clean-100``, ``dev-clean``, ...) under
 ID, duration, wav, spk_id, wrd. Audio headers are checked while durations are
 read: missing, unreadable, empty and too-short files are left out, counted and
 listed in ``<save_folder>/excluded.csv``. Work is skipped when the manifests
-exist and were made with the same options.
+exist and were made with the same options from the same files (names, sizes
+and modification times of everything in the split folders).
 
 The built-in corpus (``python -m speechbrain_skill.data.synthetic_corpus``) has
 the same layout, so this runs unchanged on both.
 """
 
 import csv
-import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from speechbrain_skill.data.audio import BadAudioError, inspect_audio
+from speechbrain_skill.data.manifests import already_prepared, mark_prepared
+from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
-OPTIONS_FILE = "prepare_options.json"
 HEADER = ["ID", "duration", "wav", "spk_id", "wrd"]
 
 
@@ -82,8 +83,12 @@ def prepare_librispeech(
         splits=splits,
         merge_name=merge_name,
     )
+    # The file list (names, sizes, times): added or deleted files prepare again.
+    for split in splits:
+        options[f"files in {split}"] = folder_fingerprint(Path(data_folder) / split)
     save_folder = Path(save_folder)
-    if _already_prepared(save_folder, options, splits, merge_name):
+    names = [f"{split}.csv" for split in splits] + ([merge_name] if merge_name else [])
+    if already_prepared(save_folder, options, names):
         logger.info(
             "Manifests in %s match the options; skipping preparation.", save_folder
         )
@@ -111,18 +116,8 @@ def prepare_librispeech(
             len(excluded),
             save_folder / "excluded.csv",
         )
-    (save_folder / OPTIONS_FILE).write_text(json.dumps(options, indent=2))
+    mark_prepared(save_folder, options)
     return counts
-
-
-def _already_prepared(save_folder, options, splits, merge_name):
-    opt_path = save_folder / OPTIONS_FILE
-    if not opt_path.is_file():
-        return False
-    if json.loads(opt_path.read_text()) != options:
-        return False
-    names = [f"{split}.csv" for split in splits] + ([merge_name] if merge_name else [])
-    return all((save_folder / name).is_file() for name in names)
 
 
 def _read_transcripts(split_dir):

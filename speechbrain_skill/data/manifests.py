@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from speechbrain_skill.data.audio import BadAudioError, inspect_audio
+from speechbrain_skill.training.stage_records import describe_changes
 
 logger = logging.getLogger(__name__)
 OPTIONS_FILE = "prepare_options.json"
@@ -155,6 +156,11 @@ def hash_split(ids, valid_fraction=0.1, test_fraction=0.1):
 def already_prepared(save_folder, options, files):
     """Whether ``files`` exist in ``save_folder`` and were made with ``options``.
 
+    Put the data folder's fingerprint in ``options``
+    (:func:`~speechbrain_skill.training.stage_records.folder_fingerprint`), so
+    that adding, deleting or rewriting data files prepares again; what changed
+    is logged.
+
     Arguments
     ---------
     save_folder : str or os.PathLike
@@ -181,7 +187,14 @@ def already_prepared(save_folder, options, files):
     options_path = Path(save_folder) / OPTIONS_FILE
     if not options_path.is_file():
         return False
-    if json.loads(options_path.read_text()) != json.loads(json.dumps(options)):
+    recorded = json.loads(options_path.read_text())
+    current = json.loads(json.dumps(options))
+    if recorded != current:
+        logger.warning(
+            "Preparing %s again; changed since the last preparation: %s",
+            save_folder,
+            "; ".join(describe_changes(recorded, current)),
+        )
         return False
     return all((Path(save_folder) / name).is_file() for name in files)
 

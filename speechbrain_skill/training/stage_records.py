@@ -89,6 +89,57 @@ def file_fingerprint(path):
     return digest.hexdigest()[:16]
 
 
+def folder_fingerprint(path):
+    """Summary of the files under ``path``: count, bytes, hash of names, sizes, mtimes.
+
+    Costs one ``stat`` per file, no reading (seconds for LibriSpeech's 290k
+    files), and changes when a file is added, deleted, replaced or rewritten:
+    the data-folder input of a preparation stage.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        A folder (walked recursively, links followed) or a single file.
+
+    Returns
+    -------
+    str
+        ``"<files> files, <bytes> bytes, <16 hexadecimal digits>"``; a missing
+        path has 0 files.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "a.flac"), "w") as handle:
+    ...     _ = handle.write("hello")
+    >>> before = folder_fingerprint(folder)
+    >>> before.startswith("1 files, 5 bytes")
+    True
+    >>> with open(os.path.join(folder, "b.flac"), "w") as handle:
+    ...     _ = handle.write("!")
+    >>> folder_fingerprint(folder) == before
+    False
+    """
+    root = Path(path)
+    entries = []
+    if root.is_file():
+        entries.append((root.name, root.stat()))
+    elif root.is_dir():
+        for folder, _, names in os.walk(root, followlinks=True):
+            for name in names:
+                full = os.path.join(folder, name)
+                try:
+                    entries.append((os.path.relpath(full, root), os.stat(full)))
+                except FileNotFoundError:  # a dangling link
+                    continue
+    digest = hashlib.sha256()
+    for name, stat in sorted(entries, key=lambda entry: entry[0]):
+        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    total = sum(stat.st_size for _, stat in entries)
+    return f"{len(entries)} files, {total} bytes, {digest.hexdigest()[:16]}"
+
+
 def module_fingerprint(module):
     """Hash of a module's weights and buffers (names, dtypes, shapes, values).
 

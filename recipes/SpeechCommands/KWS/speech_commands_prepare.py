@@ -36,6 +36,7 @@ from speechbrain_skill.data.manifests import (
     read_manifest,
     write_manifest,
 )
+from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,9 @@ def prepare_speech_commands(
         valid_fraction=valid_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        # The file lists (names, sizes, times): added or deleted files prepare again.
+        data_files=folder_fingerprint(data_folder),
+        test_files=folder_fingerprint(test_folder) if test_folder else None,
     )
     files = [f"{split}.csv" for split in SPLITS]
     if already_prepared(save_folder, options, files):

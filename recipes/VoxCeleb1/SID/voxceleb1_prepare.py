@@ -25,6 +25,7 @@ from speechbrain_skill.data.manifests import (
     read_manifest,
     write_manifest,
 )
+from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ def prepare_voxceleb1_sid(
         data_folder=str(Path(data_folder).resolve()),
         split_file=str(Path(split_file).resolve()) if split_file else None,
         data_format=data_format,
+        # The file lists (names, sizes, times): added or deleted files prepare again.
+        data_files=folder_fingerprint(data_folder),
+        split_files=folder_fingerprint(split_file) if split_file else None,
     )
     files = [f"{split}.csv" for split in SPLITS]
     if already_prepared(save_folder, options, files):
