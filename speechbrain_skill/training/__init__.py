@@ -3,7 +3,10 @@
 * :mod:`~speechbrain_skill.training.modules`: unwrapping DDP / DataParallel.
 * :mod:`~speechbrain_skill.training.batch_skipping`: skipping unusable batches
   (DDP-safe zero-loss steps).
-* :mod:`~speechbrain_skill.training.checkpoints`: kill-safe checkpoints.
+* :mod:`~speechbrain_skill.training.checkpoints`: kill-safe checkpoints;
+  recovery falls back past damaged files; disk space checked before saving.
+* :mod:`~speechbrain_skill.training.disk_space`: disk-full errors that name
+  the folder and the space needed.
 * :mod:`~speechbrain_skill.training.stage_records`: stage fingerprints, so
   that a rerun reuses a finished stage only when nothing it depends on changed.
 * :mod:`~speechbrain_skill.training.yaml_functions`: small functions for
