@@ -1,6 +1,6 @@
 """Installation script for speechbrain-skill."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 with open("README.md", encoding="utf-8") as readme:
     LONG_DESCRIPTION = readme.read()
@@ -14,7 +14,11 @@ setup(
     ),
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["speechbrain_skill", "speechbrain_skill.*"]),
+    # Namespace discovery also lists the data folders (assets/models/...), so
+    # setuptools does not warn that they are importable but not packaged.
+    packages=find_namespace_packages(
+        include=["speechbrain_skill", "speechbrain_skill.*"]
+    ),
     package_data={"speechbrain_skill": ["assets/**/*", "assets/*"]},
     include_package_data=True,
     python_requires=">=3.9",

@@ -45,6 +45,11 @@ def test_every_stage_writes_its_outputs(skill_run):
     assert report["groups_source"] == "clustering" and len(report["groups"]) == 3
     assert (output / "student" / "curves.png").is_file()
     assert "distillation summary" in log
+    # The summary gives a method-independent fit and says what the loss means.
+    fit = report["final_valid_fit"]
+    assert -1.0 <= fit["mean_cosine"] <= 1.0 and fit["mean_l1"] >= 0.0
+    assert "comparable across methods" in log and "lower is better" in log
+    assert "torchvision" not in log
     history = [json.loads(line) for line in (output / "prune" / "history.jsonl").open()]
     assert [entry["step"] for entry in history] == list(range(1, 9))
     targets = [entry["target_sparsity"] for entry in history]

@@ -61,19 +61,13 @@ def test_clear_error_without_tts(tmp_path, monkeypatch):
 
 
 def test_command_line(tmp_path, capsys):
-    synthetic_corpus.main(
-        [
-            "--output",
-            str(tmp_path),
-            "--num_speakers",
-            "1",
-            "--train_utterances",
-            "1",
-            "--dev_utterances",
-            "0",
-            "--test_utterances",
-            "0",
-        ]
-    )
-    assert "1 utterances, 1 speakers" in capsys.readouterr().out
+    argv = ["--output", str(tmp_path), "--num_speakers", "1", "--train_utterances"]
+    argv += ["1", "--dev_utterances", "0", "--test_utterances", "0"]
+    synthetic_corpus.main(argv)
+    out = capsys.readouterr().out
+    assert "1 utterances, 1 speakers" in out and "built in" in out
     assert len(list(tmp_path.glob("train-clean-100/*/*/*.flac"))) == 1
+    # The same command again reuses the corpus and does not claim to build it.
+    synthetic_corpus.main(argv)
+    out = capsys.readouterr().out
+    assert "reused" in out and "built in" not in out

@@ -26,6 +26,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
+from speechbrain_skill.distillation.losses import target_fit
 from speechbrain_skill.distillation.targets import align_frames, group_targets
 from speechbrain_skill.lobes.frames import lengths_to_mask
 from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
@@ -44,6 +45,7 @@ class DistillationBrain(SkipsUnusableBatches, sb.Brain):
             self.optimizer_step_limit = int(max_steps)
         self.skipped = {}
         self.last_parts = {}
+        self.fit_sums = {}
         self.history_path = getattr(self.hparams, "history_path", None)
 
     # ---------------------------------------------------------------- forward
@@ -91,6 +93,10 @@ class DistillationBrain(SkipsUnusableBatches, sb.Brain):
             loss = loss + extra
             parts.update(extra_parts)
         self.last_parts = parts
+        if stage != sb.Stage.TRAIN:
+            for key, value in target_fit(parts).items():
+                self.fit_sums[key] = self.fit_sums.get(key, 0.0) + value
+            self.fit_sums["batches"] = self.fit_sums.get("batches", 0) + 1
         return loss
 
     # ------------------------------------------------------------ optimizers
@@ -140,6 +146,11 @@ class DistillationBrain(SkipsUnusableBatches, sb.Brain):
                 handle.write(json.dumps({"step": self.optimizer_step, **stats}) + "\n")
 
     # ------------------------------------------------------------ stages
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the per-stage sums of the fit to the targets."""
+        super().on_stage_start(stage, epoch)
+        self.fit_sums = {}
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log epoch statistics and checkpoint after validation."""
         if stage == sb.Stage.TRAIN:
@@ -163,8 +174,14 @@ class DistillationBrain(SkipsUnusableBatches, sb.Brain):
         self.last_valid_stats = stats
 
     def epoch_statistics(self):
-        """Extra statistics for the epoch summary (extended by subclasses)."""
-        return {}
+        """Mean cosine and L1 to the targets over the stage (method-independent)."""
+        batches = self.fit_sums.get("batches", 0)
+        if not batches:
+            return {}
+        return {
+            key: round(self.fit_sums[key] / batches, 4)
+            for key in ("mean_cosine", "mean_l1")
+        }
 
     # ------------------------------------------------------------ checkpoint
     def _save(self, path):
@@ -229,6 +246,7 @@ class PruningDistillationBrain(DistillationBrain):
         with torch.no_grad():
             expected = float(self.student.expected_sparsity())
         return {
+            **super().epoch_statistics(),
             "expected_sparsity": round(expected, 4),
             "target_sparsity": round(lagrangian.target_at(self.optimizer_step), 4),
         }

@@ -104,6 +104,20 @@ class DistillationLoss(torch.nn.Module):
         self.cos_weight = cos_weight
         self.cos_type = cos_type
 
+    def describe(self):
+        """The loss in words, for summaries.
+
+        Example
+        -------
+        >>> DistillationLoss(cos_type="neg_log_sigmoid").describe()
+        'mean over targets of L1 + (-log sigmoid(cos))'
+        """
+        cosine = {"neg_cos": "(-cos)", "neg_log_sigmoid": "(-log sigmoid(cos))"}
+        l1 = "L1" if self.l1_weight == 1 else f"{self.l1_weight:g} * L1"
+        cos = cosine[self.cos_type]
+        cos = cos if self.cos_weight == 1 else f"{self.cos_weight:g} * {cos}"
+        return f"mean over targets of {l1} + {cos}"
+
     def cosine_term(self, cos):
         """The cosine part for a vector of per-frame cosines (mean over frames)."""
         if self.cos_type == "neg_cos":
@@ -220,3 +234,34 @@ class EnhancementLoss:
         target = unwrap(head).magnitude(clean)
         loss = masked_l1(enhanced, target, lengths_to_mask(frame_lens, target.shape[1]))
         return self.weight * loss, {"enhancement_loss": float(loss.detach())}
+
+
+def target_fit(parts):
+    """Mean cosine similarity and L1 distance to the targets, over all targets.
+
+    Unlike the loss, whose cosine term and weights differ between methods,
+    these two figures mean the same for every method: a cosine of 1 and an L1
+    of 0 is a perfect fit.
+
+    Arguments
+    ---------
+    parts : dict
+        ``cos_<i>`` and ``l1_<i>`` per target, as returned by
+        :class:`DistillationLoss`.
+
+    Returns
+    -------
+    dict
+        ``mean_cosine`` and ``mean_l1``.
+
+    Example
+    -------
+    >>> target_fit({"cos_0": 0.9, "cos_1": 0.7, "l1_0": 0.1, "l1_1": 0.3})
+    {'mean_cosine': 0.8, 'mean_l1': 0.2}
+    """
+    cosines = [value for key, value in parts.items() if key.startswith("cos_")]
+    l1s = [value for key, value in parts.items() if key.startswith("l1_")]
+    return {
+        "mean_cosine": round(sum(cosines) / len(cosines), 6),
+        "mean_l1": round(sum(l1s) / len(l1s), 6),
+    }

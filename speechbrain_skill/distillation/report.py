@@ -127,6 +127,7 @@ def write_report(output_folder, hparams, summary):
         if hparams.get("prune", True)
         else None,
         **summary,
+        "loss_definition": _describe_loss(hparams),
         "student_dir": str(export),
     }
     histories = {
@@ -143,6 +144,16 @@ def write_report(output_folder, hparams, summary):
     return report
 
 
+def _describe_loss(hparams):
+    loss = hparams.get("distill_loss")
+    describe = getattr(loss, "describe", None)
+    text = describe() if describe is not None else type(loss).__name__
+    auxiliary = hparams.get("auxiliary_loss")
+    if auxiliary is not None:
+        text += f" + {type(auxiliary).__name__}"
+    return text
+
+
 def format_summary(report):
     """One screen of text summarising a run.
 
@@ -152,14 +163,20 @@ def format_summary(report):
     ...     "student_params": 25, "unpruned_student_params": 100,
     ...     "fraction_of_teacher": 0.25,
     ...     "sparsity_reached": 0.75, "target_sparsity": 0.75, "groups": [[0, 1]],
-    ...     "student_layers": [1], "final_valid_loss": 0.5, "student_dir": "d"}))
+    ...     "student_layers": [1], "final_valid_loss": -0.91154855,
+    ...     "loss_definition": "mean over targets of L1 + (-cos)",
+    ...     "final_valid_fit": {"mean_cosine": 0.9712, "mean_l1": 0.0603},
+    ...     "student_dir": "d"}))
     ... # doctest: +NORMALIZE_WHITESPACE
     ====================  distillation summary  ====================
     teacher            t
     layer groups       [0, 1] -> student layer 1
     parameters         teacher 100 -> student 25 (25.0% of teacher)
     sparsity reached   0.750 (target 0.75)
-    final valid loss   0.5
+    fit to targets     mean cosine 0.9712, mean L1 0.0603 (validation set; 1 and 0
+                       are a perfect fit; comparable across methods)
+    final valid loss   -0.9115 = mean over targets of L1 + (-cos); lower is better;
+                       comparable only between runs with the same loss
     skipped files      0
     student            d (load: speechbrain_skill.lobes.student.load_student)
     """
@@ -178,9 +195,29 @@ def format_summary(report):
         f"({report['fraction_of_teacher']:.1%} of teacher)",
         f"sparsity reached   {report['sparsity_reached']:.3f}"
         + (f" (target {target})" if target is not None else ""),
-        f"final valid loss   {report.get('final_valid_loss')}",
+        *_loss_lines(report),
         f"skipped files      {sum(skipped.values()) if skipped else 0}",
         f"student            {report['student_dir']} "
         "(load: speechbrain_skill.lobes.student.load_student)",
     ]
     return "\n".join(lines)
+
+
+def _loss_lines(report):
+    """The fit to the targets (comparable) and the final loss, explained."""
+    lines = []
+    fit = report.get("final_valid_fit") or {}
+    if fit.get("mean_cosine") is not None:
+        lines += [
+            f"fit to targets     mean cosine {fit['mean_cosine']:.4f}, "
+            f"mean L1 {fit['mean_l1']:.4f} (validation set; 1 and 0",
+            "                   are a perfect fit; comparable across methods)",
+        ]
+    loss = report.get("final_valid_loss")
+    if loss is None:
+        return lines + ["final valid loss   -"]
+    definition = report.get("loss_definition") or "the distillation loss"
+    return lines + [
+        f"final valid loss   {loss:.4f} = {definition}; lower is better;",
+        "                   comparable only between runs with the same loss",
+    ]

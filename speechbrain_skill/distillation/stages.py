@@ -364,14 +364,17 @@ class DistillationPipeline:
             brain, student, heads = self.final_distill(
                 student_dir, groups, student_layers
             )
+            stats = brain.last_valid_stats
             done = {
-                "valid_loss": brain.last_valid_stats.get("loss"),
+                "valid_loss": stats.get("loss"),
+                "valid_fit": {k: stats.get(k) for k in ("mean_cosine", "mean_l1")},
                 "skipped_files": brain.skipped,
             }
             run_on_main(self._export, args=(student, heads))
             self.mark_finished("final", done)
         summary.update(
             final_valid_loss=done["valid_loss"],
+            final_valid_fit=done.get("valid_fit"),
             skipped_files={
                 reason: skipped.get(reason, 0) + done["skipped_files"].get(reason, 0)
                 for reason in {*skipped, *done["skipped_files"]}
