@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbrain_skill.layer_groups.similarity import (
+from speechbrain_skill.layer_groups.accumulators import (
     accumulator_memory_bytes,
-    compute_layer_similarity,
     make_accumulator,
     select_frames,
 )
+from speechbrain_skill.layer_groups.similarity import compute_layer_similarity
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 SAMPLE_RATE = 16000

@@ -10,9 +10,11 @@ import pytest
 from speechbrain_skill.layer_groups.clustering import (
     LINKAGES,
     cluster_layers,
+    similarity_to_distance,
+)
+from speechbrain_skill.layer_groups.groups_file import (
     load_groups,
     save_groups,
-    similarity_to_distance,
     validate_groups,
 )
 from speechbrain_skill.layer_groups.plots import (

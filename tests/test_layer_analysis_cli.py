@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_skill.layer_groups.analysis import OUTPUT_FILES, main
-from speechbrain_skill.layer_groups.clustering import load_groups
+from speechbrain_skill.layer_groups.analysis import OUTPUT_FILES
+from speechbrain_skill.layer_groups.cli import main
+from speechbrain_skill.layer_groups.groups_file import load_groups
 
 SAMPLE_RATE = 16000
 
@@ -130,7 +131,7 @@ def test_module_entry_point(signal_manifest, tiny_wavlm, tmp_path):
     output = tmp_path / "entry"
     process = subprocess.run(
         [
-            sys.executable, "-m", "speechbrain_skill.layer_groups.analysis",
+            sys.executable, "-m", "speechbrain_skill.layer_groups",
             "--teacher", tiny_wavlm, "--manifest", signal_manifest,
             "--output", str(output), "--k", "2", "--measure", "cosine",
         ],

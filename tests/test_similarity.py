@@ -7,17 +7,16 @@ import pytest
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 
-from speechbrain_skill.layer_groups.similarity import (
+from speechbrain_skill.layer_groups.accumulators import (
     CosineAccumulator,
     LinearCKAAccumulator,
     MinibatchCKAAccumulator,
     accumulator_memory_bytes,
-    compute_layer_similarity,
-    linear_cka,
     make_accumulator,
     select_frames,
-    unbiased_hsic,
 )
+from speechbrain_skill.layer_groups.cka import linear_cka, unbiased_hsic
+from speechbrain_skill.layer_groups.similarity import compute_layer_similarity
 
 
 def randn(*shape, seed=0):

@@ -36,11 +36,8 @@ from speechbrain_skill.distillation.brains import (
 from speechbrain_skill.distillation.lagrangian import validate_target_sparsity
 from speechbrain_skill.distillation.report import write_report
 from speechbrain_skill.distillation.targets import default_student_layers
-from speechbrain_skill.layer_groups.clustering import (
-    load_groups,
-    validate_groups,
-    validate_k,
-)
+from speechbrain_skill.layer_groups.clustering import validate_k
+from speechbrain_skill.layer_groups.groups_file import load_groups, validate_groups
 from speechbrain_skill.training.checkpoints import CompleteCheckpointer
 from speechbrain_skill.training.modules import unwrap
 

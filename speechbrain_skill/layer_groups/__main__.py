@@ -1,6 +1,6 @@
 """``python -m speechbrain_skill.layer_groups``: the layer-analysis command line."""
 
-from speechbrain_skill.layer_groups.analysis import main
+from speechbrain_skill.layer_groups.cli import main
 
 if __name__ == "__main__":
     main()

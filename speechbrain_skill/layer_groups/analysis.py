@@ -20,30 +20,27 @@ Command line (researchers who only want the analysis)::
         --output results/layer_analysis --num_utterances 1000 --k 4
 """
 
-import argparse
 import csv
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from speechbrain_skill.layer_groups.accumulators import MEASURES
 from speechbrain_skill.layer_groups.clustering import (
     LINKAGES,
     ClusteringResult,
     cluster_layers,
-    save_groups,
     validate_k,
 )
+from speechbrain_skill.layer_groups.groups_file import save_groups
 from speechbrain_skill.layer_groups.plots import (
     plot_dendrogram,
     plot_similarity_heatmap,
 )
 from speechbrain_skill.layer_groups.similarity import (
-    MEASURES,
     SimilarityStats,
     as_teacher,
     compute_layer_similarity,
@@ -241,6 +238,7 @@ def run_layer_analysis(
     Example
     -------
     >>> import tempfile
+    >>> import torch
     >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
     >>> teacher = save_tiny_model(tempfile.mkdtemp())
     >>> wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
@@ -320,155 +318,3 @@ def _jsonable(value):
     return (
         value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
     )
-
-
-def build_parser():
-    """Command-line options of ``python -m speechbrain_skill.layer_groups``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-
-    Example
-    -------
-    >>> args = build_parser().parse_args(
-    ...     ["--teacher", "t", "--manifest", "m.csv", "--output", "out"]
-    ... )
-    >>> args.k, args.linkage, args.measure, args.num_utterances
-    (4, 'average', 'cka', 1000)
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m speechbrain_skill.layer_groups",
-        description=(
-            "Similarity of all hidden states of a frozen SSL teacher over a "
-            "calibration set, and hierarchical clustering of the layers into K "
-            "groups. Writes the matrix (npy, csv), groups.json, a heatmap and a "
-            "dendrogram (PNG) into the output folder."
-        ),
-    )
-    parser.add_argument(
-        "--teacher",
-        required=True,
-        help="hub id (microsoft/wavlm-base-plus), local folder or builtin:<name>",
-    )
-    parser.add_argument(
-        "--manifest", required=True, help="csv manifest with ID, duration, wav"
-    )
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument(
-        "--num_utterances",
-        type=int,
-        default=1000,
-        help="calibration size: seeded random subset of the manifest (default 1000)",
-    )
-    parser.add_argument("--k", type=int, default=4, help="number of groups")
-    parser.add_argument("--linkage", default="average", choices=LINKAGES)
-    parser.add_argument("--measure", default="cka", choices=sorted(MEASURES))
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument(
-        "--max_frames_per_utterance",
-        type=int,
-        default=None,
-        help="random subset of frames per utterance (default: all)",
-    )
-    parser.add_argument(
-        "--max_seconds",
-        type=float,
-        default=None,
-        help="use only the first seconds of each utterance",
-    )
-    parser.add_argument(
-        "--minibatch_size",
-        type=int,
-        default=None,
-        help="frames per minibatch for --measure cka_minibatch (default 1024)",
-    )
-    parser.add_argument(
-        "--float32_products",
-        action="store_true",
-        help="cka: per-chunk products in float32, sums in float64 (faster on CPU)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--no_progress", action="store_true", help="hide the progress bar"
-    )
-    return parser
-
-
-def _check_args(args):
-    if not os.path.isfile(args.manifest):
-        raise ValueError(f"Manifest not found: {args.manifest}")
-    if args.num_utterances is not None and args.num_utterances < 1:
-        raise ValueError(f"--num_utterances must be >= 1, got {args.num_utterances}.")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}.")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device} asked, but CUDA is not available.")
-    if args.minibatch_size is not None and args.measure != "cka_minibatch":
-        raise ValueError("--minibatch_size only applies to --measure cka_minibatch.")
-    if args.float32_products and args.measure != "cka":
-        raise ValueError("--float32_products only applies to --measure cka.")
-
-
-def main(argv=None):
-    """Run the analysis from the command line; returns the exit status.
-
-    Arguments
-    ---------
-    argv : list of str, optional
-        Arguments (default: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        0 on success, 1 on a bad input.
-
-    Example
-    -------
-    >>> main(["--teacher", "t", "--manifest", "no/such.csv", "--output", "o"])
-    1
-    """
-    from speechbrain_skill.data.dataio import make_audio_dataloader
-
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        _check_args(args)
-        loader = make_audio_dataloader(
-            args.manifest,
-            batch_size=args.batch_size,
-            max_utterances=args.num_utterances,
-            seed=args.seed,
-            max_seconds=args.max_seconds,
-        )
-        options = {}
-        if args.minibatch_size is not None:
-            options["minibatch_size"] = args.minibatch_size
-        if args.float32_products:
-            options["product_dtype"] = torch.float32
-        result = run_layer_analysis(
-            args.teacher,
-            loader,
-            args.output,
-            k=args.k,
-            linkage=args.linkage,
-            measure=args.measure,
-            max_frames_per_utterance=args.max_frames_per_utterance,
-            seed=args.seed,
-            device=args.device,
-            progress=not args.no_progress,
-            metadata={"manifest": os.path.abspath(args.manifest)},
-            **options,
-        )
-    except ValueError as err:
-        print(f"layer_analysis: error: {err}", file=sys.stderr)
-        return 1
-    print(result.summary())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
