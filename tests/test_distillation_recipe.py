@@ -50,6 +50,15 @@ def test_every_stage_writes_its_outputs(skill_run):
     assert -1.0 <= fit["mean_cosine"] <= 1.0 and fit["mean_l1"] >= 0.0
     assert "comparable across methods" in log and "lower is better" in log
     assert "torchvision" not in log
+    # Banners name each stage; a stage that used its step budget ends quietly.
+    for banner in (
+        "1/5: layer groups",
+        "2/5: distill + prune (8 steps)",
+        "5/5: export",
+    ):
+        assert f"==== stage {banner}" in log, banner
+    assert "Train iteration limit exceeded" not in log
+    assert "prune: 8/8 steps" in log
     history = [json.loads(line) for line in (output / "prune" / "history.jsonl").open()]
     assert [entry["step"] for entry in history] == list(range(1, 9))
     targets = [entry["target_sparsity"] for entry in history]

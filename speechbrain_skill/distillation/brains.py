@@ -31,11 +31,12 @@ from speechbrain_skill.distillation.targets import align_frames, group_targets
 from speechbrain_skill.lobes.frames import lengths_to_mask
 from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
 from speechbrain_skill.training.modules import unwrap
+from speechbrain_skill.training.progress import StepBudgetProgress
 
 logger = logging.getLogger(__name__)
 
 
-class DistillationBrain(SkipsUnusableBatches, sb.Brain):
+class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
     """Distil a student from a frozen teacher's (grouped) hidden states."""
 
     def __init__(self, *args, **kwargs):

@@ -40,6 +40,7 @@ from speechbrain_skill.layer_groups.clustering import validate_k
 from speechbrain_skill.layer_groups.groups_file import load_groups, validate_groups
 from speechbrain_skill.training.checkpoints import CompleteCheckpointer
 from speechbrain_skill.training.modules import unwrap
+from speechbrain_skill.training.progress import stage_banner
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ class DistillationPipeline:
             opt_class=hp[f"{prefix}_opt_class"],
             lr_annealing=hp[f"{prefix}_lr_annealing"],
             history_path=str(history_path),
+            stage_name=prefix,
         )
         return stage
 
@@ -324,9 +326,17 @@ class DistillationPipeline:
         return brain, unwrap(brain.modules.student), unwrap(brain.modules.heads)
 
     # ------------------------------------------------------------ run all
+    def banner(self, name, detail=""):
+        """Announce the next stage of the run (see :func:`stage_banner`)."""
+        names = ["layer groups", "final distillation", "export"]
+        if self.hparams.get("prune", True):
+            names[1:1] = ["distill + prune", "materialise"]
+        stage_banner(names.index(name) + 1, len(names), name, detail)
+
     def run(self):
         """Run (or resume) every stage and return the report dictionary."""
         hp = self.hparams
+        self.banner("layer groups")
         groups, student_layers, source = self.layer_groups()
         logger.info(
             "Teacher layer groups (%s): %s -> student layers %s",
@@ -343,9 +353,11 @@ class DistillationPipeline:
             pruned_dir = self.output / "pruned_student"
             done = self.finished("prune")
             if done is None:
+                self.banner("distill + prune", f"{hp['prune_steps']} steps")
                 brain, student, heads, expected = self.distill_and_prune(
                     groups, student_layers
                 )
+                self.banner("materialise")
                 self.materialize(student, heads)
                 done = {"expected_sparsity": expected, "skipped_files": brain.skipped}
                 self.mark_finished("prune", done)
@@ -358,6 +370,7 @@ class DistillationPipeline:
             run_on_main(self._save_initial_student, args=(student_dir, student_layers))
         done = self.finished("final")
         if done is None:
+            self.banner("final distillation", f"{hp['final_steps']} steps")
             brain, student, heads = self.final_distill(
                 student_dir, groups, student_layers
             )
@@ -367,6 +380,7 @@ class DistillationPipeline:
                 "valid_fit": {k: stats.get(k) for k in ("mean_cosine", "mean_l1")},
                 "skipped_files": brain.skipped,
             }
+            self.banner("export", str(hp["export_folder"]))
             run_on_main(self._export, args=(student, heads))
             self.mark_finished("final", done)
         summary.update(
