@@ -156,3 +156,28 @@ def test_builtin_corpus_end_to_end(manifests, tiny_wavlm, tmp_path, capsys):
     content = check_outputs(output, num_states=5, k=4)
     assert content["metadata"]["num_utterances"] == 8
     assert "G4: layers" in capsys.readouterr().out
+
+
+def test_data_folder_in_librispeech_layout(
+    builtin_corpus, tiny_wavlm, tmp_path, capsys
+):
+    """A LibriSpeech-layout folder works directly; the size used is stated."""
+    split = builtin_corpus / "dev-clean"
+    files = sorted(split.glob("*/*/*.flac"))
+    output = tmp_path / "folder"
+    status = main(
+        [
+            "--teacher", tiny_wavlm, "--data_folder", str(split),
+            "--output", str(output), "--num_utterances", "1000", "--no_progress",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    out = capsys.readouterr().out
+    assert f"Calibration set: {len(files)} of {len(files)} utterances in {split}" in out
+    assert "--num_utterances 1000 asked for more than there are" in out
+    content = check_outputs(output, num_states=5, k=4)
+    assert content["metadata"]["num_utterances"] == len(files)
+    with open(output / "calibration_manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["wav"] for row in rows) == sorted(str(f) for f in files)
+    assert {row["spk_id"] for row in rows} == {f.parent.parent.name for f in files}

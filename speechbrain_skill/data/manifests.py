@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -211,3 +212,79 @@ def mark_prepared(save_folder, options):
     """
     Path(save_folder).mkdir(parents=True, exist_ok=True)
     (Path(save_folder) / OPTIONS_FILE).write_text(json.dumps(options, indent=2))
+
+
+AUDIO_SUFFIXES = (".flac", ".wav")
+LIBRISPEECH_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+
+
+def audio_folder_manifest(folder, csv_path, num_workers=8):
+    """Write a manifest of every audio file under ``folder`` (any depth).
+
+    Made for folders in the LibriSpeech layout (``<speaker>/<chapter>/
+    <speaker>-<chapter>-<utt>.flac``) and for flat folders of ``.flac`` /
+    ``.wav`` files alike. The speaker is the first field of a LibriSpeech
+    file name, otherwise the name of the file's folder. Unusable files are
+    left out and counted.
+
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        Root folder.
+    csv_path : str or os.PathLike
+        Output csv with the columns ID, duration, wav, spk_id.
+    num_workers : int
+        Threads reading audio headers.
+
+    Returns
+    -------
+    written : int
+        Utterances in the manifest.
+    excluded : int
+        Audio files left out (unreadable, empty, too short).
+
+    Example
+    -------
+    >>> import tempfile, os, numpy, soundfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "19", "198"))
+    >>> soundfile.write(os.path.join(root, "19", "198", "19-198-0001.flac"),
+    ...                 numpy.zeros(8000), 16000)
+    >>> csv_path = os.path.join(root, "all.csv")
+    >>> audio_folder_manifest(root, csv_path)
+    (1, 0)
+    >>> row = read_manifest(csv_path)[0]
+    >>> row["ID"], row["duration"], row["spk_id"]
+    ('19-198-0001', '0.5000', '19')
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"Data folder not found: {folder}")
+    files = sorted(
+        path
+        for path in root.rglob("*")
+        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file()
+    )
+    if not files:
+        raise ValueError(f"No {'/'.join(AUDIO_SUFFIXES)} files under {folder}.")
+    stems = [path.stem for path in files]
+    unique = len(set(stems)) == len(stems)
+    rows = []
+    durations = audio_durations([str(path) for path in files], num_workers)
+    for path, (duration, _) in zip(files, durations):
+        if duration is None:
+            continue
+        name = LIBRISPEECH_NAME.match(path.stem)
+        speaker = name.group(1) if name else path.parent.name
+        utt = (
+            path.stem
+            if unique
+            else "_".join(path.relative_to(root).with_suffix("").parts)
+        )
+        rows.append([utt, f"{duration:.4f}", str(path.resolve()), speaker])
+    if not rows:
+        raise ValueError(
+            f"None of the {len(files)} audio files under {folder} is usable."
+        )
+    written = write_manifest(csv_path, ["ID", "duration", "wav", "spk_id"], rows)
+    return written, len(files) - written

@@ -1,7 +1,8 @@
 """Command line of the layer analysis: ``python -m speechbrain_skill.layer_groups``.
 
 Runs :func:`~speechbrain_skill.layer_groups.analysis.run_layer_analysis` on a
-manifest and prints its summary. See ``--help``.
+manifest, or on every audio file of a data folder (LibriSpeech layout or flat),
+and prints how many utterances it used and its summary. See ``--help``.
 """
 
 import argparse
@@ -47,8 +48,12 @@ def build_parser():
         required=True,
         help="hub id (microsoft/wavlm-base-plus), local folder or builtin:<name>",
     )
-    parser.add_argument(
-        "--manifest", required=True, help="csv manifest with ID, duration, wav"
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--manifest", help="csv manifest with ID, duration, wav")
+    data.add_argument(
+        "--data_folder",
+        help="folder of .flac/.wav files at any depth (e.g. a LibriSpeech split "
+        "or the built-in corpus); its manifest is written to the output folder",
     )
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument(
@@ -93,7 +98,7 @@ def build_parser():
 
 
 def _check_args(args):
-    if not os.path.isfile(args.manifest):
+    if args.manifest is not None and not os.path.isfile(args.manifest):
         raise ValueError(f"Manifest not found: {args.manifest}")
     if args.num_utterances is not None and args.num_utterances < 1:
         raise ValueError(f"--num_utterances must be >= 1, got {args.num_utterances}.")
@@ -105,6 +110,37 @@ def _check_args(args):
         raise ValueError("--minibatch_size only applies to --measure cka_minibatch.")
     if args.float32_products and args.measure != "cka":
         raise ValueError("--float32_products only applies to --measure cka.")
+
+
+def calibration_manifest(args):
+    """The manifest to read (written from ``--data_folder`` if given); says its size.
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        Parsed options (``manifest`` or ``data_folder``, ``output``,
+        ``num_utterances``).
+
+    Returns
+    -------
+    str
+        Path of the manifest.
+    """
+    from speechbrain_skill.data.manifests import audio_folder_manifest, read_manifest
+
+    manifest, source = args.manifest, args.manifest
+    if args.data_folder is not None:
+        manifest = os.path.join(args.output, "calibration_manifest.csv")
+        _, excluded = audio_folder_manifest(args.data_folder, manifest)
+        source = f"{args.data_folder} ({excluded} unusable files left out)"
+    available = len(read_manifest(manifest))
+    wanted = args.num_utterances
+    used = available if wanted is None else min(wanted, available)
+    note = ""
+    if wanted is not None and wanted > available:
+        note = f"; --num_utterances {wanted} asked for more than there are"
+    print(f"Calibration set: {used} of {available} utterances in {source}{note}.")
+    return manifest
 
 
 def main(argv=None):
@@ -133,8 +169,9 @@ def main(argv=None):
     )
     try:
         _check_args(args)
+        manifest = calibration_manifest(args)
         loader = make_audio_dataloader(
-            args.manifest,
+            manifest,
             batch_size=args.batch_size,
             max_utterances=args.num_utterances,
             seed=args.seed,
@@ -156,7 +193,7 @@ def main(argv=None):
             seed=args.seed,
             device=args.device,
             progress=not args.no_progress,
-            metadata={"manifest": os.path.abspath(args.manifest)},
+            metadata={"manifest": os.path.abspath(manifest)},
             **options,
         )
     except ValueError as err:
