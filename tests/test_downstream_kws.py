@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from speechbrain.dataio.encoder import CategoricalEncoder
 
+from speechbrain_skill.data.manifests import write_manifest
 from speechbrain_skill.downstream.compare import run_recipe
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "SpeechCommands" / "KWS"
@@ -103,4 +105,57 @@ def test_kws_recipe_on_builtin_keywords(builtin_corpus, tiny_wavlm, tmp_path):
     assert len(weights) == 5 and abs(sum(weights) - 1.0) < 1e-5
     assert (out / "layer_weights.png").stat().st_size > 0
     assert "epoch: 1" in (out / "train_log.txt").read_text()
-    assert len((out / "save" / "label_encoder.txt").read_text().splitlines()) >= 12
+    # The classes are the training manifest's labels.
+    encoder = CategoricalEncoder()
+    encoder.load(out / "save" / "label_encoder.txt")
+    assert set(encoder.lab2ind) == {r["label"] for r in train}
+
+
+@pytest.fixture()
+def intents(tmp_path):
+    """Manifests with a label set of our own (intents), wav paths relative."""
+    folder = tmp_path / "intents"
+    labels = ["play_music", "lights:on", "seven"]
+    counts = {"train": 4, "valid": 1, "test": 2}
+    for split, count in counts.items():
+        rows = []
+        for index, label in enumerate(labels):
+            for take in range(count):
+                name = f"{split}_{index}_{take}.wav"
+                _tone(folder / "audio" / name, seconds=0.5 + 0.1 * take)
+                rows.append([f"{split}-{index}-{take}", f"audio/{name}", label])
+        write_manifest(folder / f"{split}.csv", ["ID", "wav", "label"], rows)
+    return folder, labels
+
+
+def test_kws_recipe_takes_any_label_set_from_manifests(intents, tiny_wavlm, tmp_path):
+    folder, labels = intents
+    out = tmp_path / "intent_run"
+    argv = [
+        str(RECIPE / "hparams" / "kws_mean_pool.yaml"),
+        f"--data_folder={folder}",
+        f"--upstream_source={tiny_wavlm}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        "--batch_size=4",
+        "--num_workers=0",
+    ]
+    assert run_recipe(RECIPE / "train.py", argv, in_process=True)
+    encoder = CategoricalEncoder()
+    encoder.load(out / "save" / "label_encoder.txt")
+    assert set(encoder.lab2ind) == set(labels)
+    test = json.loads((out / "test_results.json").read_text())["results"]["test"]
+    assert test["utterances"] == 6
+    train = _rows(out / "save" / "train.csv")
+    assert all(Path(r["wav"]).is_absolute() and float(r["duration"]) > 0 for r in train)
+
+
+def test_unseen_test_label_is_named(intents, tmp_path):
+    folder, _ = intents
+    rows = _rows(folder / "test.csv")
+    rows[0]["label"] = "never_trained"
+    write_manifest(
+        folder / "test.csv", ["ID", "wav", "label"], [list(r.values()) for r in rows]
+    )
+    with pytest.raises(ValueError, match="never_trained"):
+        prepare_speech_commands(folder, tmp_path / "save")

@@ -81,3 +81,21 @@ def test_sid_recipe_command_line_and_restored_layer_weights(
     _run(command)
     again = json.loads((out / "layer_weights.json").read_text())["weights"]
     assert again == pytest.approx(first, abs=1e-6)
+
+
+def test_manifest_folder_with_own_speakers(tmp_path):
+    """train/valid/test.csv with spk_id labels: the SID preparation takes them."""
+    from speechbrain_skill.data.manifests import write_manifest
+
+    folder = tmp_path / "speakers"
+    folder.mkdir()
+    sf.write(folder / "a.wav", np.zeros(8000, dtype="float32"), 16000)
+    (folder / "bad.wav").write_bytes(b"not audio")
+    rows = [["u1", "a.wav", "alice"], ["u2", "a.wav", "bob"], ["u3", "bad.wav", "bob"]]
+    for split in ("train", "valid", "test"):
+        write_manifest(folder / f"{split}.csv", ["ID", "wav", "spk_id"], rows)
+    counts = prepare_voxceleb1_sid(folder, tmp_path / "save")
+    assert counts == {"train": 2, "valid": 2, "test": 2}  # the bad file left out
+    train = _rows(tmp_path / "save" / "train.csv")
+    assert [r["spk_id"] for r in train] == ["alice", "bob"]
+    assert train[0]["duration"] == "0.5000"

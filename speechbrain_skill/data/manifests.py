@@ -288,3 +288,89 @@ def audio_folder_manifest(folder, csv_path, num_workers=8):
         )
     written = write_manifest(csv_path, ["ID", "duration", "wav", "spk_id"], rows)
     return written, len(files) - written
+
+
+LABELLED_SPLITS = ("train", "valid", "test")
+
+
+def has_labelled_manifests(folder):
+    """Whether ``folder`` holds ``train.csv``, ``valid.csv`` and ``test.csv``.
+
+    Example
+    -------
+    >>> has_labelled_manifests("/no/such/folder")
+    False
+    """
+    return all((Path(folder) / f"{s}.csv").is_file() for s in LABELLED_SPLITS)
+
+
+def labelled_manifest_rows(data_folder, header, label_key, num_workers=8):
+    """Rows of a user's ``train.csv`` / ``valid.csv`` / ``test.csv``, any label set.
+
+    The format of the downstream classification recipes: each csv has the
+    columns ``ID``, ``wav`` (absolute, or relative to ``data_folder``) and the
+    label column ``label_key``; any strings are labels. ``duration`` and other
+    columns of ``header`` are optional: durations are read from the audio
+    headers (which also leaves out unusable files, counted in the log), other
+    missing columns are left empty. Every validation and test label must
+    occur in training.
+
+    Arguments
+    ---------
+    data_folder : str or os.PathLike
+        Folder with the three csv files.
+    header : sequence of str
+        Columns of the rows returned (must include ID, duration, wav, label_key).
+    label_key : str
+        The label column.
+    num_workers : int
+        Threads reading audio headers.
+
+    Returns
+    -------
+    dict
+        ``train`` / ``valid`` / ``test`` -> list of rows in ``header`` order.
+
+    Example
+    -------
+    >>> import tempfile, os, numpy, soundfile
+    >>> folder = tempfile.mkdtemp()
+    >>> soundfile.write(os.path.join(folder, "a.wav"), numpy.zeros(8000), 16000)
+    >>> for split in LABELLED_SPLITS:
+    ...     _ = write_manifest(os.path.join(folder, f"{split}.csv"),
+    ...                        ["ID", "wav", "label"], [["u1", "a.wav", "seven"]])
+    >>> rows = labelled_manifest_rows(folder, ["ID", "duration", "wav", "label"],
+    ...                               "label")
+    >>> rows["test"][0][1], rows["test"][0][3]
+    ('0.5000', 'seven')
+    """
+    folder = Path(data_folder)
+    rows, labels = {}, {}
+    for split in LABELLED_SPLITS:
+        path = folder / f"{split}.csv"
+        entries = read_manifest(path)
+        missing = {"ID", "wav", label_key} - set(entries[0] if entries else {})
+        if missing:
+            raise ValueError(
+                f"{path} lacks the column(s) {sorted(missing)}; a manifest needs "
+                f"ID, wav and {label_key} (duration and others optional)."
+            )
+        wavs = [str(folder / entry["wav"]) for entry in entries]  # absolute stays
+        durations = audio_durations(wavs, num_workers)
+        rows[split] = []
+        for entry, wav, (duration, _) in zip(entries, wavs, durations):
+            if duration is None:
+                continue
+            values = dict(entry, wav=str(Path(wav).resolve()))
+            values["duration"] = f"{duration:.4f}"
+            rows[split].append([values.get(column, "") for column in header])
+        labels[split] = {entry[label_key] for entry in entries}
+        logger.info("%s: %d of %d utterances usable", path, len(rows[split]), len(wavs))
+    for split in ("valid", "test"):
+        unseen = sorted(labels[split] - labels["train"])
+        if unseen:
+            raise ValueError(
+                f"{split}.csv has labels that train.csv does not: {unseen[:10]}"
+                + (" ..." if len(unseen) > 10 else "")
+            )
+    return rows

@@ -2,8 +2,9 @@
 
 Both recipes read train / valid / test csv manifests with a label column
 (``label`` for keywords, ``spk_id`` for speakers); the label encoder maps the
-labels to indices, either from a fixed list (the 12 Speech Commands classes)
-or from the training labels (speakers).
+labels to indices, either from a fixed list or from the training labels (any
+label set; the recipes' default). A validation or test label the encoder
+does not know stops the run with the labels named.
 
 Hyperparameters used: ``train_csv``, ``valid_csv``, ``test_csv``,
 ``label_key``, ``labels`` (list or null), ``label_encoder``,
@@ -73,6 +74,14 @@ def classification_datasets(hparams):
         encoder.expect_len(len(labels))
     else:
         encoder.ignore_len()
+    for split, dataset in datasets.items():
+        found = {dataset.data[utt][label_key] for utt in dataset.data_ids}
+        unknown = sorted(found - set(encoder.lab2ind))
+        if unknown:
+            source = "the labels list" if labels else "the training manifest"
+            raise ValueError(
+                f"{split} manifest has labels missing from {source}: {unknown[:10]}"
+            )
 
     @sb.utils.data_pipeline.takes(label_key)
     @sb.utils.data_pipeline.provides("label_encoded")

@@ -31,7 +31,9 @@ from speechbrain_skill.data.audio import SAMPLE_RATE, BadAudioError, read_audio
 from speechbrain_skill.data.manifests import (
     already_prepared,
     audio_durations,
+    has_labelled_manifests,
     hash_split,
+    labelled_manifest_rows,
     mark_prepared,
     read_manifest,
     write_manifest,
@@ -64,7 +66,7 @@ def keyword_label(word):
 
 
 def detect_format(data_folder):
-    """``speech_commands`` or ``builtin``, from the files in ``data_folder``.
+    """``manifests``, ``speech_commands`` or ``builtin``, from ``data_folder``'s files.
 
     Example
     -------
@@ -74,14 +76,17 @@ def detect_format(data_folder):
     FileNotFoundError: /no/such/folder is neither Speech Commands ...
     """
     folder = Path(data_folder)
+    if has_labelled_manifests(folder):
+        return "manifests"
     if (folder / "validation_list.txt").is_file():
         return "speech_commands"
     if (folder / "keywords").is_dir():
         return "builtin"
     raise FileNotFoundError(
-        f"{data_folder} is neither Speech Commands (no validation_list.txt) nor a "
+        f"{data_folder} is neither Speech Commands (no validation_list.txt), a "
         "built-in corpus with a keywords split (generate one with "
-        "--keywords_per_speaker > 0)."
+        "--keywords_per_speaker > 0), nor a folder of train.csv, valid.csv and "
+        "test.csv manifests (ID, wav, label)."
     )
 
 
@@ -165,10 +170,12 @@ def prepare_speech_commands(
         )
     elif data_format == "builtin":
         rows = _builtin_rows(data_folder, save_folder, valid_fraction, test_fraction)
+    elif data_format == "manifests":
+        rows = labelled_manifest_rows(data_folder, HEADER, "label", num_workers)
     else:
         raise ValueError(
             f"Unknown data_format '{data_format}'; "
-            "use auto, speech_commands or builtin."
+            "use auto, manifests, speech_commands or builtin."
         )
     counts = {}
     for split in SPLITS:

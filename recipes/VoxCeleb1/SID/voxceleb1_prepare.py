@@ -21,6 +21,8 @@ from librispeech_prepare import prepare_librispeech
 from speechbrain_skill.data.manifests import (
     already_prepared,
     audio_durations,
+    has_labelled_manifests,
+    labelled_manifest_rows,
     mark_prepared,
     read_manifest,
     write_manifest,
@@ -40,7 +42,7 @@ BUILTIN_SPLITS = {
 
 
 def detect_format(data_folder, split_file=None):
-    """``voxceleb1`` or ``builtin``, from the files in ``data_folder``.
+    """``manifests``, ``voxceleb1`` or ``builtin``, from the files in ``data_folder``.
 
     Example
     -------
@@ -50,14 +52,17 @@ def detect_format(data_folder, split_file=None):
     FileNotFoundError: /no/such/folder is neither VoxCeleb1 ...
     """
     folder = Path(data_folder)
+    if has_labelled_manifests(folder):
+        return "manifests"
     if Path(split_file or folder / "iden_split.txt").is_file():
         return "voxceleb1"
     if all((folder / name).is_dir() for name in BUILTIN_SPLITS.values()):
         return "builtin"
     raise FileNotFoundError(
         f"{data_folder} is neither VoxCeleb1 (no iden_split.txt; pass split_file "
-        "if it is elsewhere) nor a built-in corpus (train-clean-100, dev-clean, "
-        "test-clean folders)."
+        "if it is elsewhere), a built-in corpus (train-clean-100, dev-clean, "
+        "test-clean folders), nor a folder of train.csv, valid.csv and test.csv "
+        "manifests (ID, wav, spk_id)."
     )
 
 
@@ -120,9 +125,12 @@ def prepare_voxceleb1_sid(
         rows = _voxceleb_rows(Path(data_folder), Path(split_file), num_workers)
     elif data_format == "builtin":
         rows = _builtin_rows(data_folder, save_folder)
+    elif data_format == "manifests":
+        rows = labelled_manifest_rows(data_folder, HEADER, "spk_id", num_workers)
     else:
         raise ValueError(
-            f"Unknown data_format '{data_format}'; use auto, voxceleb1 or builtin."
+            f"Unknown data_format '{data_format}'; "
+            "use auto, manifests, voxceleb1 or builtin."
         )
     counts = {}
     for split in SPLITS:
