@@ -106,6 +106,21 @@ def test_killed_run_resumes_from_its_last_checkpoint(
     )
     history = tmp_path / "prune" / "history.jsonl"
     process = run_recipe("skill_wavlm.yaml", args, background=True)
+    # Issue 12 case 5: a second run in the same folder stops at once, naming
+    # the first (it used to load the first's checkpoints and crash it).
+    lock = tmp_path / "run.lock"
+    deadline = time.time() + 120
+    while not (lock.is_file() and lock.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGSTOP)  # holds the lock while the second tries
+    try:
+        second = run_recipe("skill_wavlm.yaml", args, background=True)
+        second_log = second.communicate(timeout=300)[0]
+    finally:
+        process.send_signal(signal.SIGCONT)
+    assert second.returncode != 0
+    assert f"in use by process {process.pid} on host" in second_log
+    assert "Going into epoch" not in second_log
     deadline = time.time() + 300
     while time.time() < deadline:
         steps = (
@@ -121,6 +136,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(
     assert killed_at < 30
     lines_before = len(history.read_text().splitlines())
     log = run_recipe("skill_wavlm.yaml", args)
+    # The killed run's lock is recognised as stale and taken over.
+    assert f"left locked by {process.pid} on host" in log
     assert (
         "Loading a checkpoint" in log
         or "Loading checkpoint" in log

@@ -5,6 +5,8 @@
   (DDP-safe zero-loss steps).
 * :mod:`~speechbrain_skill.training.checkpoints`: kill-safe checkpoints;
   recovery falls back past damaged files; disk space checked before saving.
+* :mod:`~speechbrain_skill.training.run_lock`: one run per output folder
+  (a second run stops naming the first; a killed run's lock is taken over).
 * :mod:`~speechbrain_skill.training.disk_space`: disk-full errors that name
   the folder and the space needed.
 * :mod:`~speechbrain_skill.training.stage_records`: stage fingerprints, so

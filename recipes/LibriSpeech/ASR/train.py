@@ -24,6 +24,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_skill.data.dataio import make_audio_dataset
 from speechbrain_skill.downstream.asr import CTCBrain
+from speechbrain_skill.training.run_lock import lock_output_folder
 
 
 def dataio_prepare(hparams):
@@ -75,6 +76,8 @@ if __name__ == "__main__":
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    # One run per output folder: a second run stops here, naming the first.
+    lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

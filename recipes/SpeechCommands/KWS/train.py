@@ -20,12 +20,15 @@ from speech_commands_prepare import prepare_speech_commands
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_skill.downstream.classification import train_and_evaluate
+from speechbrain_skill.training.run_lock import lock_output_folder
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    # One run per output folder: a second run stops here, naming the first.
+    lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

@@ -28,6 +28,7 @@ from speechbrain_skill.pretraining.brain import HuBERTPretrainBrain
 from speechbrain_skill.pretraining.collate import LabelledCropCollate
 from speechbrain_skill.pretraining.features import make_featurizer
 from speechbrain_skill.pretraining.labels import FrameLabels, prepare_cluster_labels
+from speechbrain_skill.training.run_lock import lock_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ def main(argv):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
+    # One run per output folder: a second run stops here, naming the first.
+    lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
