@@ -92,3 +92,25 @@ def test_command_line_probes_all_sources(manifests, keywords_csv, tiny_wavlm, tm
 def test_command_line_needs_a_task(tmp_path):
     with pytest.raises(SystemExit):
         main(["--sources", "mfcc", "--output", str(tmp_path)])
+
+
+def test_pruned_student_folder_is_probed_like_the_upstream_lobe(tiny_wavlm, tmp_path):
+    """The probe loads a pruned student folder as the downstream lobe does."""
+    from speechbrain_skill.downstream.probing import ModelPooler
+    from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+    from speechbrain_skill.lobes.upstream import SSLUpstream
+
+    student = PrunableSSLStudent.from_hf(tiny_wavlm, prune_heads=True)
+    masks = student.current_masks()
+    masks["heads"] = [torch.tensor([1.0, 0.0, 1.0, 1.0])] * len(masks["heads"])
+    save_student(student.eval().prune(masks), tmp_path / "pruned")
+    pooler = ModelPooler(str(tmp_path / "pruned"))
+    assert pooler.kind == "student"
+    wav = torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    pooled = pooler(wav)
+    upstream = SSLUpstream(tmp_path / "pruned")
+    expected = [
+        SSLUpstream(tmp_path / "pruned", layer=i)(wav[None])[0].mean(0).numpy()
+        for i in range(upstream.num_hidden_states)
+    ]
+    np.testing.assert_allclose(pooled, np.stack(expected), atol=1e-5)

@@ -5,7 +5,10 @@ and a linear classifier (:class:`RidgeProbe`, ridge regression on one-hot
 targets) predicts a label from it. Feature sources:
 
 ``<model source>``
-    Hub id, local folder or ``builtin:<name>``: every hidden state is probed.
+    Anything the downstream recipes take as an upstream (one loader,
+    :func:`~speechbrain_skill.lobes.upstream.load_upstream_model`): a student
+    directory (pruned or not), a hub id, a local folder or ``builtin:<name>``;
+    every hidden state is probed.
 ``random:<model source>``
     The same architecture, randomly initialised (seed 0): the untrained
     baseline of the same shape.
@@ -49,7 +52,6 @@ from speechbrain_skill.lobes.hf_ssl import random_ssl_model
 
 logger = logging.getLogger(__name__)
 
-RANDOM_PREFIX = "random:"
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)  # on standardised features
 INNER_FOLDS = 4
 WORD_FOLDS = 4
@@ -94,7 +96,9 @@ class ModelPooler:
     Arguments
     ---------
     source : str
-        Model source, or ``random:<source>``.
+        Any upstream source of
+        :func:`~speechbrain_skill.lobes.upstream.load_upstream_model`
+        (student directory, HF model, ``builtin:``, ``random:<source>``).
     device : str
         Device.
 
@@ -108,20 +112,16 @@ class ModelPooler:
     """
 
     def __init__(self, source, device="cpu"):
-        from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+        from speechbrain_skill.lobes.upstream import load_upstream_model
 
-        if source.startswith(RANDOM_PREFIX):
-            model = random_ssl_model(source[len(RANDOM_PREFIX) :])
-            self.teacher = FrozenSSLTeacher(model)
-        else:
-            self.teacher = FrozenSSLTeacher(source)
-        self.teacher.to(device)
+        self.model, self.kind = load_upstream_model(source)
+        self.model.to(device).eval()
         self.device = device
 
     @torch.no_grad()
     def __call__(self, wav):
         """Pool one waveform (samples,) -> numpy (L+1, dim)."""
-        hidden, _ = self.teacher(wav.reshape(1, -1).to(self.device))
+        hidden, _ = self.model(wav.reshape(1, -1).to(self.device))
         return hidden[:, 0].mean(dim=1).float().cpu().numpy()
 
 
@@ -452,8 +452,9 @@ def run_probes(
     spk_train = read_manifest(speaker_train, "spk_id") if speaker_train else None
     spk_test = read_manifest(speaker_test, "spk_id") if speaker_test else None
     word_rows = read_manifest(words, "wrd") if words else None
-    for source in sources:
-        pooler = make_pooler(source, device=device)
+    # Every source is loaded before any pooling, so a bad one fails at once.
+    poolers = {source: make_pooler(source, device=device) for source in sources}
+    for source, pooler in poolers.items():
         res = {}
         if spk_train and spk_test:
             tr_x, tr_rows = pool_manifest(pooler, spk_train)
