@@ -11,7 +11,9 @@ pass, the loss and the metric (:mod:`~speechbrain_skill.downstream.classificatio
 
 Hyperparameters used: ``opt_class``, ``lr_annealing``, ``epoch_counter``,
 ``train_logger``, ``results_file``, ``layer_weights_file``,
-``layer_weights_plot``.
+``layer_weights_plot``; when the upstream is fine-tuned (``freeze=False``),
+``upstream_opt_class`` and ``upstream_lr_annealing``: the SSL model gets its
+own optimizer and learning rate, as in SpeechBrain's wav2vec 2.0 recipes.
 """
 
 import json
@@ -83,11 +85,13 @@ class DownstreamBrain(SkipsUnusableBatches, sb.Brain):
         self.skipped = {}
         self.test_name = "test"
         self.train_stats = {}
+        self.upstream_optimizer = None
         weighting = self.upstream.weighting
         if self.checkpointer is not None and weighting is not None:
-            # Only the layer weights of the upstream are checkpointed, not the
-            # frozen SSL model.
+            # The layer weights are checkpointed; the SSL model only when it trains.
             self.checkpointer.add_recoverable("upstream_layer_weights", weighting)
+        if self.checkpointer is not None and self.upstream.finetuned_parameters():
+            self.checkpointer.add_recoverable("upstream_model", self.upstream.model)
 
     @property
     def upstream(self):
@@ -101,12 +105,26 @@ class DownstreamBrain(SkipsUnusableBatches, sb.Brain):
 
     # ------------------------------------------------------------ optimizer
     def init_optimizers(self):
-        """One optimizer over the trainable parameters (head + layer weights)."""
-        params = [p for p in self.modules.parameters() if p.requires_grad]
+        """Head + layer weights: ``opt_class``; a fine-tuned SSL model: its own."""
+        upstream_params = self.upstream.finetuned_parameters()
+        upstream_ids = {id(p) for p in upstream_params}
+        params = [
+            p
+            for p in self.modules.parameters()
+            if p.requires_grad and id(p) not in upstream_ids
+        ]
         self.optimizer = self.opt_class(params)
         self.optimizers_dict = {"optimizer": self.optimizer}
+        self.upstream_optimizer = None
+        if upstream_params:
+            self.upstream_optimizer = self.hparams.upstream_opt_class(upstream_params)
+            self.optimizers_dict["upstream_optimizer"] = self.upstream_optimizer
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            if self.upstream_optimizer is not None:
+                self.checkpointer.add_recoverable(
+                    "upstream_optimizer", self.upstream_optimizer
+                )
 
     def evaluate(self, test_set, *args, name="test", **kwargs):
         """Evaluate on ``test_set``; results are stored under ``name``.
@@ -156,8 +174,13 @@ class DownstreamBrain(SkipsUnusableBatches, sb.Brain):
         elif stage == sb.Stage.VALID:
             old_lr, new_lr = self.hparams.lr_annealing(stage_loss)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            meta = {"epoch": epoch, "lr": old_lr}
+            if self.upstream_optimizer is not None:
+                old, new = self.hparams.upstream_lr_annealing(stage_loss)
+                sb.nnet.schedulers.update_learning_rate(self.upstream_optimizer, new)
+                meta["upstream_lr"] = old
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": old_lr},
+                stats_meta=meta,
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )

@@ -1,10 +1,13 @@
-"""Frozen SSL upstream for SUPERB-style downstream recipes.
+"""SSL upstream for the downstream recipes: frozen (SUPERB style) or fine-tuned.
 
-:class:`SSLUpstream` wraps a frozen speech SSL model and returns one feature
+:class:`SSLUpstream` wraps a speech SSL model and returns one feature
 sequence per utterance: the softmax-weighted sum of all its hidden states
 (learned weights, zero-initialised, so training starts from the plain mean),
-or a single hidden state. The weights are the only trainable parameters, so
-under DDP the wrapper holds nothing that can go unused.
+or a single hidden state. Frozen (the default), the weights are the only
+trainable parameters, so under DDP the wrapper holds nothing that can go
+unused. With ``freeze=False`` the SSL model is fine-tuned too, optionally
+with its CNN feature extractor kept fixed (SpeechBrain's
+``freeze_feature_extractor``); the Brain gives it its own optimizer.
 
 Sources (see :func:`load_upstream_model`):
 
@@ -16,6 +19,7 @@ Sources (see :func:`load_upstream_model`):
   ``<source>`` (a student directory or an HF model), the floor of a comparison.
 """
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -76,7 +80,7 @@ def _random_student(directory, seed):
         return PrunableSSLStudent(StudentConfig.from_dict(document))
 
 
-def load_upstream_model(source, cache_dir=None, seed=0):
+def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
     """Load the SSL model behind an upstream source.
 
     Arguments
@@ -88,6 +92,12 @@ def load_upstream_model(source, cache_dir=None, seed=0):
         Hugging Face cache folder for hub downloads.
     seed : int
         Seed of the initialisation of a ``random:`` source.
+    trainable : bool
+        Return a model that can be fine-tuned: a Hugging Face model is
+        imported into the student implementation
+        (:meth:`~speechbrain_skill.lobes.student.PrunableSSLStudent.from_hf`,
+        the same hidden states), which runs with gradients, instead of the
+        frozen teacher wrapper. Student directories are students already.
 
     Returns
     -------
@@ -104,6 +114,8 @@ def load_upstream_model(source, cache_dir=None, seed=0):
     >>> path = save_tiny_model(tempfile.mkdtemp(), "hubert")
     >>> load_upstream_model(path)[1], load_upstream_model("random:" + path)[1]
     ('hf:hubert', 'random-hf:hubert')
+    >>> type(load_upstream_model(path, trainable=True)[0]).__name__
+    'PrunableSSLStudent'
     """
     source = str(source)
     random_init = source.startswith(RANDOM_PREFIX)
@@ -116,6 +128,19 @@ def load_upstream_model(source, cache_dir=None, seed=0):
         from speechbrain_skill.lobes.student import load_student
 
         return load_student(resolved), "student"
+    if trainable:
+        from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, random_ssl_model
+        from speechbrain_skill.lobes.student import PrunableSSLStudent
+
+        if random_init:
+            hf_model = random_ssl_model(resolved, seed)
+        else:
+            hf_model = load_hf_ssl_model(resolved, cache_dir=cache_dir)
+        model = PrunableSSLStudent.from_hf(
+            hf_model, normalize_waveform=waveform_normalization(resolved)
+        )
+        prefix = "random-hf" if random_init else "hf"
+        return model, f"{prefix}:{hf_model.config.model_type}"
     if random_init:
         teacher = _random_hf_teacher(resolved, seed)
         return teacher, f"random-hf:{teacher.config.model_type}"
@@ -166,14 +191,21 @@ class WeightedLayerSum(torch.nn.Module):
 
 
 class SSLUpstream(torch.nn.Module):
-    """A frozen SSL model that outputs a weighted sum of its hidden states.
+    """An SSL model that outputs a weighted sum of its hidden states.
 
-    The SSL model is always in eval mode, has ``requires_grad`` off and runs
+    Frozen (``freeze=True``), the SSL model has ``requires_grad`` off and runs
     under ``torch.no_grad``. With ``layer=None`` the output is the
     softmax-weighted sum of all hidden states (the projected CNN output and
-    every transformer layer); the weights (``self.weighting``) are the only
-    trainable parameters. With an integer ``layer`` the output is that hidden
-    state and nothing trains. Padding frames of the output are zero.
+    every transformer layer); the weights (``self.weighting``) are then the
+    only trainable parameters. With an integer ``layer`` the output is that
+    hidden state and nothing trains. Padding frames of the output are zero.
+
+    With ``freeze=False`` the SSL model is fine-tuned as well: its parameters
+    that shape the output (:meth:`finetuned_parameters`: not the pruning
+    gates, not the layers above a single ``layer``, not the CNN feature
+    extractor with ``freeze_cnn=True``) train, with gradients. The SSL model
+    stays in eval mode either way: no dropout, no LayerDrop (which would
+    break DDP and the layer weights), no SpecAugment-style masking.
 
     Arguments
     ---------
@@ -188,6 +220,10 @@ class SSLUpstream(torch.nn.Module):
         Hugging Face cache folder.
     seed : int
         Initialisation seed of a ``random:`` source.
+    freeze : bool
+        Keep the SSL model fixed (SUPERB); False fine-tunes it.
+    freeze_cnn : bool
+        With ``freeze=False``: keep the CNN feature extractor fixed.
 
     Example
     -------
@@ -200,15 +236,29 @@ class SSLUpstream(torch.nn.Module):
     (torch.Size([2, 49, 32]), [1.0, 0.49], 32)
     >>> [n for n, p in upstream.named_parameters() if p.requires_grad]
     ['weighting.logits']
+    >>> tuned = SSLUpstream(upstream.source, freeze=False, freeze_cnn=True)
+    >>> len(tuned.finetuned_parameters()) > 0
+    True
+    >>> any(p.requires_grad for p in tuned.model.feature_extractor.parameters())
+    False
     """
 
     def __init__(
-        self, source, layer=None, normalize_layers=False, cache_dir=None, seed=0
+        self,
+        source,
+        layer=None,
+        normalize_layers=False,
+        cache_dir=None,
+        seed=0,
+        freeze=True,
+        freeze_cnn=False,
     ):
         super().__init__()
         self.source = str(source)
+        self.freeze = freeze
+        self.freeze_cnn = freeze_cnn
         self.model, self.kind = load_upstream_model(
-            source, cache_dir=cache_dir, seed=seed
+            source, cache_dir=cache_dir, seed=seed, trainable=not freeze
         )
         for param in self.model.parameters():
             param.requires_grad_(False)
@@ -223,6 +273,40 @@ class SSLUpstream(torch.nn.Module):
         self.weighting = None
         if self.layer is None:
             self.weighting = WeightedLayerSum(count, normalize_layers)
+        self._finetuned = [] if freeze else self._parameters_that_shape_the_output()
+        for param in self._finetuned:
+            param.requires_grad_(True)
+
+    def _parameters_that_shape_the_output(self):
+        """Main SSL parameters that get a gradient from the output (CNN optional).
+
+        Found with one backward pass on a second of noise, so that nothing
+        trainable goes unused (DDP requires it): the layers above a single
+        ``layer``, the gates and any parameter the forward pass skips stay fixed.
+        """
+        candidates = list(self.model.main_parameters())
+        if self.freeze_cnn:
+            cnn = {id(p) for p in self.model.feature_extractor.parameters()}
+            candidates = [p for p in candidates if id(p) not in cnn]
+        for param in candidates:
+            param.requires_grad_(True)
+        noise = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+        hidden, _ = self._hidden_states(noise, None)
+        hidden.float().sum().backward()
+        used = [p for p in candidates if p.grad is not None]
+        for param in candidates:
+            param.requires_grad_(False)
+            param.grad = None
+        return used
+
+    def finetuned_parameters(self):
+        """The SSL-model parameters that train (empty when frozen).
+
+        Returns
+        -------
+        list of torch.nn.Parameter
+        """
+        return list(self._finetuned)
 
     @property
     def num_hidden_states(self):
@@ -240,7 +324,10 @@ class SSLUpstream(torch.nn.Module):
         return sum(p.numel() for p in self.model.parameters())
 
     def train(self, mode=True):
-        """Switch the layer weights' mode; the SSL model stays in eval mode."""
+        """Switch the layer weights' mode; the SSL model stays in eval mode.
+
+        Fine-tuned or not: dropout, LayerDrop and masking stay off.
+        """
         super().train(mode)
         self.model.eval()
         return self
@@ -289,7 +376,8 @@ class SSLUpstream(torch.nn.Module):
         feat_lens : torch.Tensor
             Real frames / frames, per utterance (only with ``return_lengths``).
         """
-        with torch.no_grad():
+        frozen = torch.no_grad() if self.freeze else contextlib.nullcontext()
+        with frozen:
             hidden, frame_lens = self._hidden_states(wavs, wav_lens)
         feats = hidden.float() if self.weighting is None else self.weighting(hidden)
         num_frames = feats.shape[1]
@@ -302,4 +390,7 @@ class SSLUpstream(torch.nn.Module):
     def extra_repr(self):
         """Source and mode shown by ``print``."""
         mode = "weighted sum" if self.layer is None else f"layer {self.layer}"
-        return f"source={self.source!r}, kind={self.kind}, {mode}"
+        tuning = "frozen" if self.freeze else "fine-tuned"
+        if not self.freeze and self.freeze_cnn:
+            tuning += " (CNN frozen)"
+        return f"source={self.source!r}, kind={self.kind}, {mode}, {tuning}"
