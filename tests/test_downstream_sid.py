@@ -99,3 +99,65 @@ def test_manifest_folder_with_own_speakers(tmp_path):
     train = _rows(tmp_path / "save" / "train.csv")
     assert [r["spk_id"] for r in train] == ["alice", "bob"]
     assert train[0]["duration"] == "0.5000"
+
+
+def _run_in(folder, *args):
+    """train.py from another working folder: results land under folder/results."""
+    command = [sys.executable, str(RECIPE / "train.py")]
+    command += [str(RECIPE / "hparams" / "sid_mean_pool.yaml"), *args]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def two_upstreams(builtin_corpus, tiny_hubert, tiny_wavlm, tmp_path_factory):
+    """The SID recipe with its default output folder, on two upstreams in turn."""
+    folder = tmp_path_factory.mktemp("sid_two_upstreams")
+    common = [
+        f"--data_folder={builtin_corpus}",
+        "--batch_size=4",
+        "--eval_batch_size=4",
+        "--num_workers=0",
+        "--train_max_seconds=2.0",
+    ]
+    _run_in(folder, *common, f"--upstream_source={tiny_hubert}", "--number_of_epochs=1")
+    second = [*common, f"--upstream_source={tiny_wavlm}"]
+    _run_in(folder, *second, "--number_of_epochs=2")
+    return folder, second
+
+
+@pytest.mark.slow
+def test_changing_only_the_upstream_trains_anew(two_upstreams, tiny_hubert, tiny_wavlm):
+    # Issue 12 case 3: the output folder used to depend on the seed only, so
+    # the second upstream loaded the first one's trained head and skipped
+    # training.
+    folder, _ = two_upstreams
+    runs = sorted((folder / "results" / "sid_mean_pool").glob("*/1986"))
+    assert len(runs) == 2
+    sources = {}
+    for run in runs:
+        results = json.loads((run / "test_results.json").read_text())
+        sources[results["upstream"]["source"]] = run
+    assert set(sources) == {str(tiny_hubert), str(tiny_wavlm)}
+    trained = (sources[str(tiny_wavlm)] / "train_log.txt").read_text()
+    assert "epoch: 1" in trained and "epoch: 2" in trained
+
+
+@pytest.mark.slow
+def test_damaged_newest_checkpoint_falls_back_to_the_older(two_upstreams):
+    # Issue 12 case 4: a truncated newest checkpoint crashed every rerun with
+    # an error naming no file, although an older complete one existed.
+    folder, args = two_upstreams
+    (run,) = (folder / "results" / "sid_mean_pool").glob("tiny_wavlm*/1986")
+    checkpoints = sorted((run / "save").glob("CKPT+*"))
+    assert len(checkpoints) == 2  # the two newest are kept
+    damaged = checkpoints[-1] / "head.ckpt"
+    damaged.write_bytes(damaged.read_bytes()[:64])
+    _run_in(folder, *args, "--number_of_epochs=3")
+    # The damaged file is named (paths relative to the working folder).
+    assert f"skipped: {damaged.relative_to(folder)}" in (run / "log.txt").read_text()
+    assert not checkpoints[-1].exists()  # set aside in save/unusable/
+    epochs = (run / "train_log.txt").read_text().count("epoch: 2")
+    assert epochs == 2  # epoch 2 trained again from the epoch-1 checkpoint
+    assert "epoch: 3" in (run / "train_log.txt").read_text()

@@ -286,9 +286,10 @@ def test_robust_skill_loss_decreases_on_a_fixed_batch(tiny_wavlm):
 
 # ---------------------------------------------------------------- recipes
 def _assert_enhancement_saved_and_loadable(checkpoint_root, export, input_dim):
-    checkpoints = list(checkpoint_root.glob("CKPT+*/enhancement.ckpt"))
-    assert len(checkpoints) == 1
-    saved = torch.load(checkpoints[0])
+    # The newest checkpoint (names sort by time) holds the exported weights.
+    checkpoints = sorted(checkpoint_root.glob("CKPT+*/enhancement.ckpt"))
+    assert checkpoints
+    saved = torch.load(checkpoints[-1])
     exported = torch.load(export / "enhancement.ckpt")
     assert all(torch.equal(saved[k], exported[k]) for k in exported)
     EnhancementHead(input_dim).load_state_dict(exported)

@@ -21,6 +21,7 @@ Sources (see :func:`load_upstream_model`):
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -28,9 +29,11 @@ import torch
 from speechbrain_skill.lobes.frames import lengths_to_mask
 from speechbrain_skill.lobes.hf_ssl import resolve_source, waveform_normalization
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+from speechbrain_skill.training.stage_records import fingerprint, folder_fingerprint
 
 RANDOM_PREFIX = "random:"
 STUDENT_ARCHITECTURE = "PrunableSSLStudent"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def is_student_dir(source):
@@ -146,6 +149,54 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
         return teacher, f"random-hf:{teacher.config.model_type}"
     teacher = FrozenSSLTeacher(resolved, cache_dir=cache_dir)
     return teacher, f"hf:{teacher.config.model_type}"
+
+
+def upstream_key(source, *settings):
+    """Name of the results folder of a downstream run: the upstream's name + a digest.
+
+    The digest covers the source, the given settings (e.g. the layer used)
+    and, for a local directory, its config and weight files (names, sizes,
+    modification times): two upstreams, or a student retrained in place,
+    never share a results folder.
+
+    Arguments
+    ---------
+    source : str or os.PathLike
+        See :func:`load_upstream_model`.
+    *settings
+        Other json-serialisable values that make a run different.
+
+    Returns
+    -------
+    str
+        E.g. ``wavlm-base-plus-1a2b3c4d``.
+
+    Example
+    -------
+    >>> upstream_key("microsoft/wavlm-base-plus", None)[:16]
+    'wavlm-base-plus-'
+    >>> key = upstream_key("builtin:tiny-wavlm", None)
+    >>> key.startswith("tiny-wavlm-"), key == upstream_key("builtin:tiny-wavlm", 3)
+    (True, False)
+    >>> upstream_key("random:builtin:tiny-wavlm", None).startswith("random-tiny-wavlm-")
+    True
+    """
+    source = str(source)
+    plain = source.removeprefix(RANDOM_PREFIX)
+    identity = {"source": source, "settings": list(settings)}
+    local = Path(resolve_source(plain))
+    if local.is_dir():
+        identity["path"] = str(local.resolve())
+        identity["files"] = {
+            path.name: folder_fingerprint(path)
+            for path in sorted(local.iterdir())
+            if path.name == "config.json" or path.suffix in WEIGHT_SUFFIXES
+        }
+    name = Path(plain.split(":")[-1].rstrip("/")).name or "upstream"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+    if source.startswith(RANDOM_PREFIX):
+        name = f"random-{name}"
+    return f"{name}-{fingerprint(identity)[:8]}"
 
 
 class WeightedLayerSum(torch.nn.Module):
