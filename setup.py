@@ -36,7 +36,11 @@ setup(
         "tqdm",
     ],
     extras_require={
+        # ONNX export (python -m speechbrain_skill.export) and its onnxruntime check.
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
         "dev": [
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
             "pytest>=7",
             "pytest-timeout",
             "ruff>=0.6",

@@ -11,6 +11,7 @@ from transformers import AutoModel, HubertConfig, WavLMConfig
 from speechbrain_skill.data.dataio import AudioBatch
 from speechbrain_skill.distillation.brains import DistillationBrain
 from speechbrain_skill.distillation.losses import DistillationLoss
+from speechbrain_skill.export.hf_stock import save_hf_stock, stock_export_problems
 from speechbrain_skill.lobes.heads import PredictionHeads
 from speechbrain_skill.lobes.student import (
     PrunableSSLStudent,
@@ -18,7 +19,6 @@ from speechbrain_skill.lobes.student import (
     num_params,
     student_config_from_hf,
 )
-from speechbrain_skill.lobes.student.hf_export import hf_export_problems, save_hf_model
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 
@@ -103,22 +103,34 @@ def test_recipe_trains_exports_and_reloads(distilhubert_run):
     heads.load_state_dict(torch.load(output / "student" / "heads.ckpt"))
 
 
-def test_hf_export_gives_the_same_hidden_states(distilhubert_run):
+def test_recipe_exports_give_the_same_hidden_states(distilhubert_run):
     student = load_student(distilhubert_run / "student")
-    hf_model = AutoModel.from_pretrained(distilhubert_run / "student" / "hf").eval()
+    summary = json.loads(
+        (distilhubert_run / "student" / "export_summary.json").read_text()
+    )
+    assert summary["refused"] == {} and max(summary["parity"].values()) <= 1e-4
+    hf_model = AutoModel.from_pretrained(
+        distilhubert_run / "student" / "hf_stock"
+    ).eval()
     assert type(hf_model).__name__ == "HubertModel"
     assert hf_model.config.num_hidden_layers == 2
+    compact = AutoModel.from_pretrained(
+        distilhubert_run / "student" / "hf", trust_remote_code=True
+    ).eval()
     wavs = torch.randn(2, 16000)
     with torch.no_grad():
         ours, _ = student(wavs)
-        theirs = hf_model(wavs, output_hidden_states=True).hidden_states
-    assert torch.allclose(torch.stack(theirs), ours, atol=1e-5)
+        for model in (hf_model, compact):
+            theirs = model(wavs, output_hidden_states=True).hidden_states
+            assert torch.allclose(torch.stack(theirs), ours, atol=1e-5)
+    card = (distilhubert_run / "student" / "README.md").read_text()
+    assert "teacher layers [2] -> student layer 2" in card
 
 
 def test_wavlm_student_exports_to_hf_with_the_same_hidden_states(tiny_wavlm, tmp_path):
     student = PrunableSSLStudent.from_hf(tiny_wavlm, num_layers=2)
-    assert hf_export_problems(student) == []
-    hf_model = AutoModel.from_pretrained(save_hf_model(student, tmp_path)).eval()
+    assert stock_export_problems(student) == []
+    hf_model = AutoModel.from_pretrained(save_hf_stock(student, tmp_path)).eval()
     assert type(hf_model).__name__ == "WavLMModel"
     wavs = torch.randn(1, 20000)
     with torch.no_grad():
@@ -127,15 +139,11 @@ def test_wavlm_student_exports_to_hf_with_the_same_hidden_states(tiny_wavlm, tmp
     assert torch.allclose(torch.stack(theirs), ours, atol=1e-5)
 
 
-def test_pruned_student_is_not_exported_to_hf(tiny_wavlm):
+def test_gated_student_is_not_exported_to_hf(tiny_wavlm):
     student = PrunableSSLStudent.from_hf(tiny_wavlm, prune_heads=True)
-    assert any("gates" in problem for problem in hf_export_problems(student))
-    masks = student.current_masks()
-    masks["heads"][1] = torch.tensor([True, False, True, True])
-    pruned = student.prune(masks)
-    assert hf_export_problems(pruned) == ["some layers lost attention heads"]
-    with pytest.raises(ValueError, match="does not fit"):
-        save_hf_model(pruned, "unused")
+    assert any("gates" in problem for problem in stock_export_problems(student))
+    with pytest.raises(ValueError, match="gates"):
+        save_hf_stock(student, "unused")
 
 
 def test_empty_batch_is_skipped_alone_and_a_zero_loss_step_under_ddp(tiny_hubert):

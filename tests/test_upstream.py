@@ -105,12 +105,12 @@ def test_student_export_gives_the_same_features_as_the_hf_model(
 
 
 def test_student_and_its_hf_export_give_the_same_features(tmp_path):
+    from speechbrain_skill.export.hf_stock import save_hf_stock
     from speechbrain_skill.lobes.student import (
         PrunableSSLStudent,
         StudentConfig,
         save_student,
     )
-    from speechbrain_skill.lobes.student.hf_export import save_hf_model
 
     torch.manual_seed(3)
     config = StudentConfig.uniform(
@@ -119,7 +119,7 @@ def test_student_and_its_hf_export_give_the_same_features(tmp_path):
     )  # fmt: skip
     student = PrunableSSLStudent(config)
     student_dir = save_student(student, tmp_path / "student")
-    hf_dir = save_hf_model(student, tmp_path / "hf")
+    hf_dir = save_hf_stock(student, tmp_path / "hf")
     wavs, wav_lens = _batch()
     ours, theirs = SSLUpstream(student_dir), SSLUpstream(hf_dir)
     assert (ours.kind, theirs.kind) == ("student", "hf:wavlm")

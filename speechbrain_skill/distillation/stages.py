@@ -5,8 +5,9 @@
 2. distill + prune (hard-concrete gates, Lagrangian), step-interval checkpoints;
 3. materialise the pruned student (physically smaller tensors);
 4. final distillation without the sparsity penalty;
-5. export: the student directory (loadable with one call) and a report;
-   optionally (``hf_export``) a Hugging Face model directory.
+5. export: the student directory (loadable with one call), a report, and the
+   ``export`` formats (:mod:`speechbrain_skill.export`: Hugging Face compact
+   and stock, SpeechBrain interface, ONNX), each with a model card.
 
 Each stage leaves ``<output>/stages/<stage>.json`` when it finishes; a re-run
 skips finished stages, and an unfinished one resumes from its last checkpoint
@@ -17,6 +18,8 @@ Methods without pruning (DistilHuBERT) skip stages 2-3.
 import json
 import logging
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import speechbrain as sb
@@ -303,9 +306,8 @@ class DistillationPipeline:
 
         def _save():
             pruned = unwrap(student).eval().prune()
-            self.hparams["save_student"](pruned, pruned_dir)
-            torch.save(unwrap(heads).state_dict(), pruned_dir / "heads.ckpt")
-            self._save_extra_modules(pruned_dir)
+            modules = {"heads": heads, **(self.hparams.get("extra_modules") or {})}
+            self.hparams["save_student"](pruned, pruned_dir, modules=modules)
 
         run_on_main(_save)
         return pruned_dir
@@ -391,32 +393,44 @@ class DistillationPipeline:
                 for reason in {*skipped, *done["skipped_files"]}
             },
         )
+        summary.update(command=shlex.join(["python", *sys.argv]), training=self.facts())
         report = {}
         if if_main_process():
             report = write_report(self.output, hp, summary)
+            # Hugging Face, SpeechBrain and ONNX exports with their model cards.
+            if hp.get("export") is not None:
+                hp["export"](hp["export_folder"])
         sb.utils.distributed.ddp_barrier()
         return report
+
+    def facts(self):
+        """What the model card says about the run: method, data, steps."""
+        hp = self.hparams
+        steps = {"final": hp.get("final_steps")}
+        method = "distillation of teacher layer groups"
+        if hp.get("prune", True):
+            steps = {"distill + prune": hp.get("prune_steps"), **steps}
+            method += " + structured pruning (hard-concrete gates, Lagrangian)"
+        return {
+            "experiment": hp.get("experiment_name"),
+            "method": method,
+            "data": hp.get("train_splits") or hp.get("train_csv"),
+            "steps": steps,
+        }
 
     def _save_initial_student(self, student_dir, student_layers):
         if (Path(student_dir) / "config.json").is_file():
             return
-        self.hparams["save_student"](unwrap(self.hparams["student"]), student_dir)
         heads = self.make_heads(student_layers)
-        torch.save(heads.state_dict(), Path(student_dir) / "heads.ckpt")
+        self.hparams["save_student"](
+            unwrap(self.hparams["student"]), student_dir, modules={"heads": heads}
+        )
 
     def _export(self, student, heads):
-        export_dir = Path(self.hparams["export_folder"])
-        self.hparams["save_student"](student.eval(), export_dir)
-        torch.save(heads.state_dict(), export_dir / "heads.ckpt")
-        self._save_extra_modules(export_dir)
-        # Optional: e.g. a Hugging Face model directory when the student fits.
-        if self.hparams.get("hf_export") is not None:
-            self.hparams["hf_export"](student)
-
-    def _save_extra_modules(self, directory):
-        """Weights of each extra module (e.g. the enhancement head): <name>.ckpt."""
-        for name, module in (self.hparams.get("extra_modules") or {}).items():
-            torch.save(unwrap(module).state_dict(), Path(directory) / f"{name}.ckpt")
+        modules = {"heads": heads, **(self.hparams.get("extra_modules") or {})}
+        self.hparams["save_student"](
+            student.eval(), self.hparams["export_folder"], modules=modules
+        )
 
     def _load_extra_modules(self, directory):
         """Restore extra modules saved by :meth:`_save_extra_modules`, if any."""

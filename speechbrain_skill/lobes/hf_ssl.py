@@ -323,16 +323,13 @@ def save_tiny_model(path, model_type="wavlm", seed=0, **overrides):
     >>> sorted(f for f in os.listdir(path) if f.endswith(".json"))
     ['config.json', 'preprocessor_config.json']
     """
-    from transformers import Wav2Vec2FeatureExtractor
+    from speechbrain_skill.export.folder import (
+        hf_model_config,
+        preprocessor_config,
+        write_model_folder,
+    )
 
     model = random_ssl_model(tiny_config(model_type, **overrides), seed)
-    os.makedirs(path, exist_ok=True)
-    model.save_pretrained(path)
-    Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=SAMPLE_RATE,
-        padding_value=0.0,
-        do_normalize=False,
-        return_attention_mask=True,
-    ).save_pretrained(path)
-    return str(path)
+    return write_model_folder(
+        path, hf_model_config(model), model.state_dict(), preprocessor_config()
+    )

@@ -11,13 +11,18 @@ freshly built model of the same shape.
 
 import copy
 import json
-import os
 
 import torch
 
+from speechbrain_skill.export.folder import (
+    hf_model_config,
+    preprocessor_config,
+    write_model_folder,
+)
 from speechbrain_skill.training.modules import unwrap
 
 MASK_EMBEDDING = "masked_spec_embed"
+SUMMARY_NAME = "pretraining_summary.json"
 
 
 def export_pretrained(model, path, summary=None):
@@ -40,7 +45,7 @@ def export_pretrained(model, path, summary=None):
 
     Example
     -------
-    >>> import tempfile
+    >>> import os, tempfile
     >>> from transformers import WavLMModel
     >>> from speechbrain_skill.pretraining.model import wavlm_pretraining_config
     >>> cfg = wavlm_pretraining_config(hidden_size=32, num_layers=1, num_heads=2,
@@ -49,8 +54,6 @@ def export_pretrained(model, path, summary=None):
     >>> sorted(os.listdir(path))
     ['config.json', 'model.safetensors', 'preprocessor_config.json']
     """
-    from transformers import Wav2Vec2FeatureExtractor
-
     model = unwrap(model)
     config = copy.deepcopy(model.config)
     config.mask_time_prob = 0.0
@@ -60,17 +63,13 @@ def export_pretrained(model, path, summary=None):
     with torch.random.fork_rng(devices=[]):
         exported = type(model)(config)
     exported.load_state_dict(state, strict=True)
-    exported.eval()
-    os.makedirs(path, exist_ok=True)
-    exported.save_pretrained(path)
-    Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=16000,
-        padding_value=0.0,
-        do_normalize=False,
-        return_attention_mask=True,
-    ).save_pretrained(path)
+    files = {}
     if summary is not None:
-        with open(os.path.join(path, "pretraining_summary.json"), "w") as handle:
-            json.dump(summary, handle, indent=2)
-    return str(path)
+        files[SUMMARY_NAME] = json.dumps(summary, indent=2) + "\n"
+    return write_model_folder(
+        path,
+        hf_model_config(exported.eval()),
+        exported.state_dict(),
+        preprocessor_config(),
+        files=files,
+    )

@@ -5,21 +5,23 @@ code, no Hugging Face download.
 """
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from speechbrain_skill.export.folder import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    write_model_folder,
+)
 from speechbrain_skill.lobes.student.config import StudentConfig
 from speechbrain_skill.lobes.student.model import PrunableSSLStudent
 from speechbrain_skill.training.modules import unwrap
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 ARCHITECTURE = "PrunableSSLStudent"
 
 
-def save_student(model, directory):
+def save_student(model, directory, modules=None, files=None, readme=None):
     """Write a student (pruned, gated or plain) to a directory.
 
     Arguments
@@ -28,6 +30,13 @@ def save_student(model, directory):
         The model (a DDP / DataParallel wrapper is unwrapped).
     directory : str or os.PathLike
         Created if needed; existing files of the same names are replaced.
+    modules : dict, optional
+        Modules saved beside it as ``<name>.ckpt`` (the distillation heads,
+        an enhancement head).
+    files : dict, optional
+        Other files by name (e.g. ``hyperparams.yaml``).
+    readme : str, optional
+        Model card.
 
     Returns
     -------
@@ -36,26 +45,22 @@ def save_student(model, directory):
 
     Example
     -------
-    >>> import tempfile
+    >>> import os, tempfile
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
     >>> path = save_student(PrunableSSLStudent(config), tempfile.mkdtemp())
     >>> sorted(os.listdir(path))
     ['config.json', 'model.safetensors']
     """
-    from safetensors.torch import save_file
-
     model = unwrap(model)
-    os.makedirs(directory, exist_ok=True)
     document = {"architecture": ARCHITECTURE, **model.config.to_dict()}
-    Path(directory, CONFIG_NAME).write_text(
-        json.dumps(document, indent=2, sort_keys=True)
+    return write_model_folder(
+        directory,
+        document,
+        tensors=model.state_dict(),
+        modules=modules,
+        files=files,
+        readme=readme,
     )
-    tensors = {
-        name: tensor.detach().cpu().contiguous()
-        for name, tensor in model.state_dict().items()
-    }
-    save_file(tensors, str(Path(directory, WEIGHTS_NAME)), metadata={"format": "pt"})
-    return str(directory)
 
 
 def load_student(directory, map_location="cpu"):

@@ -2,15 +2,11 @@
 
 import torch
 
-from speechbrain_skill.lobes.frames import (
-    conv_output_lengths,
-    lengths_to_mask,
-    normalize_waveforms,
-    relative_to_absolute,
-)
+from speechbrain_skill.lobes.frames import conv_output_lengths, relative_to_absolute
 from speechbrain_skill.lobes.student.config import STRUCTURES
 from speechbrain_skill.lobes.student.conv import FeatureExtractor, FeatureProjection
 from speechbrain_skill.lobes.student.encoder import Encoder
+from speechbrain_skill.lobes.student.forward import student_hidden_states
 from speechbrain_skill.lobes.student.masks import StructureDims, mask_dims
 from speechbrain_skill.lobes.student.param_count import count_params
 
@@ -162,20 +158,10 @@ class PrunableSSLStudent(torch.nn.Module):
         )
 
     def _hidden_states(self, wavs, wav_lens, num_layers=None):
-        lengths = relative_to_absolute(
-            wav_lens, wavs.shape[1], batch_size=wavs.shape[0], device=wavs.device
-        ).to(wavs.device)
-        if self.config.normalize_waveform:
-            wavs = normalize_waveforms(wavs, lengths)
-        features = self.feature_extractor(wavs).transpose(1, 2)
-        frame_lens = self.frame_lengths(lengths).clamp(max=features.shape[1])
-        frame_mask = None
+        lengths = None
         if wav_lens is not None:
-            frame_mask = lengths_to_mask(frame_lens, features.shape[1])
-        states = self.encoder(
-            self.feature_projection(features), frame_mask, num_layers=num_layers
-        )
-        return states, frame_lens
+            lengths = relative_to_absolute(wav_lens, wavs.shape[1])
+        return student_hidden_states(self, self.config, wavs, lengths, num_layers)
 
     def forward(self, wavs, wav_lens=None):
         """Compute all hidden states.

@@ -1,0 +1,209 @@
+"""Export one student to every format, check each against it, write the cards.
+
+:func:`export_student` is the recipe's export stage and the command line
+(``python -m speechbrain_skill.export <student folder>``). Layout of the
+output folder (by default the student folder itself)::
+
+    config.json, model.safetensors   our format (load_student)
+    hyperparams.yaml                 SpeechBrain interface (SSLStudentEncoder)
+    hf/                              Hugging Face, compact, custom code
+    hf_stock/                        Hugging Face, stock class, padded (when exact)
+    onnx/student.onnx                ONNX
+    README.md (in each folder)       model card
+    export_summary.json              folders, refusals, parity, size, MACs
+
+Each written format is loaded back and compared with the student on one
+padded batch of three lengths; the differences go into the summary and cards.
+"""
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from speechbrain_skill.export.card import macs_per_second, model_card, read_report
+from speechbrain_skill.export.folder import write_model_folder
+from speechbrain_skill.export.parity import (
+    PARITY_LENGTHS,
+    max_diff_on_real_frames,
+    parity_batch,
+)
+from speechbrain_skill.lobes.student import load_student, num_params, save_student
+from speechbrain_skill.training.modules import unwrap
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("speechbrain", "hf", "hf_stock", "onnx")
+SUBFOLDERS = {"hf": "hf", "hf_stock": "hf_stock", "onnx": "onnx"}
+SUMMARY_NAME = "export_summary.json"
+
+
+def _hf_hidden_states(folder, wavs, wav_lengths, trust_remote_code=False):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(
+        folder, trust_remote_code=trust_remote_code
+    ).eval()
+    mask = (torch.arange(wavs.shape[1]) < wav_lengths[:, None]).long()
+    with torch.no_grad():
+        out = model(wavs, attention_mask=mask, output_hidden_states=True)
+    return torch.stack(out.hidden_states)
+
+
+def _export_onnx(student, folder, summary, check):
+    """ONNX export; its parity-batch output when checked, None when not or refused."""
+    try:
+        from speechbrain_skill.export.onnx import (
+            ONNX_NAME,
+            export_onnx,
+            onnx_session,
+            onnx_signature,
+            run_onnx,
+        )
+
+        folder.mkdir(parents=True, exist_ok=True)
+        export_onnx(student, folder / ONNX_NAME)
+        session = onnx_session(folder / ONNX_NAME) if check else None
+    except ImportError as err:
+        reason = f"{err}; install the extra: pip install speechbrain_skill[export]"
+        summary["refused"]["onnx"] = [reason]
+        logger.warning("No ONNX export: %s", reason)
+        return None
+    write_model_folder(folder, onnx_signature(student.config))
+    summary["folders"]["onnx"] = str(folder)
+    if not check:
+        return None
+    return run_onnx(session, *parity_batch())[0]
+
+
+def _export_command(source, output, formats):
+    parts = [sys.executable, "-m", "speechbrain_skill.export", str(source)]
+    if output is not None:
+        parts += ["--output", str(output)]
+    parts += ["--formats", *formats]
+    return shlex.join(parts)
+
+
+def export_student(source, output=None, formats=FORMATS, check=True):
+    """Export a saved student to the given formats.
+
+    Arguments
+    ---------
+    source : str or os.PathLike
+        A student folder (:func:`~speechbrain_skill.lobes.student.save_student`),
+        e.g. a recipe's ``export_folder``; its ``report.json`` feeds the card.
+    output : str or os.PathLike, optional
+        Output folder (default: ``source``).
+    formats : sequence of str
+        Any of ``speechbrain``, ``hf``, ``hf_stock``, ``onnx``.
+    check : bool
+        Load each export back and measure its difference to the student.
+
+    Returns
+    -------
+    dict
+        The export summary (also written as ``export_summary.json``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
+    >>> folder = save_student(PrunableSSLStudent(config), tempfile.mkdtemp())
+    >>> summary = export_student(folder, formats=["hf", "hf_stock"])
+    >>> sorted(summary["folders"]), max(summary["parity"].values()) < 1e-5
+    (['hf', 'hf_stock', 'student'], True)
+    """
+    from speechbrain_skill.export.hf_compact import export_problems, save_hf_compact
+    from speechbrain_skill.export.hf_stock import save_hf_stock, stock_export_problems
+
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"Unknown export formats {unknown}; choose from {FORMATS}.")
+    source = Path(source)
+    output = Path(output) if output is not None else source
+    student = unwrap(load_student(source)).eval()
+    problems = export_problems(student)
+    if problems:
+        raise ValueError(f"Cannot export {source}: " + "; ".join(problems) + ".")
+    report = read_report(source)
+    summary = {
+        "source": str(source),
+        "command": _export_command(
+            source, None if output == source else output, formats
+        ),
+        "params": num_params(student),
+        "macs_per_second": macs_per_second(student),
+        "folders": {"student": str(output)},
+        "refused": {},
+        "parity": {},
+        "parity_lengths": list(PARITY_LENGTHS),
+    }
+    if output != source:
+        save_student(student, output)
+    wavs, wav_lengths = parity_batch()
+    with torch.no_grad():
+        reference, frame_lens = student(wavs, wav_lengths / wavs.shape[1])
+
+    if "speechbrain" in formats:
+        from speechbrain_skill.export.inference import (
+            HPARAMS_NAME,
+            SSLStudentEncoder,
+            hyperparams_yaml,
+        )
+
+        write_model_folder(
+            output, files={HPARAMS_NAME: hyperparams_yaml(student.config)}
+        )
+        summary["folders"]["speechbrain"] = str(output)
+        if check:
+            encoder = SSLStudentEncoder.from_hparams(source=output)
+            hidden, _ = encoder.encode_batch(wavs, wav_lengths / wavs.shape[1])
+            summary["parity"]["speechbrain"] = max_diff_on_real_frames(
+                hidden, reference, frame_lens
+            )
+    if "hf" in formats:
+        folder = output / SUBFOLDERS["hf"]
+        save_hf_compact(student, folder)
+        summary["folders"]["hf"] = str(folder)
+        if check:
+            hidden = _hf_hidden_states(folder, wavs, wav_lengths, True)
+            summary["parity"]["hf"] = max_diff_on_real_frames(
+                hidden, reference, frame_lens
+            )
+    if "hf_stock" in formats:
+        refusal = stock_export_problems(student)
+        if refusal:
+            summary["refused"]["hf_stock"] = refusal
+            logger.warning("No stock Hugging Face export: %s.", "; ".join(refusal))
+        else:
+            folder = output / SUBFOLDERS["hf_stock"]
+            save_hf_stock(student, folder)
+            summary["folders"]["hf_stock"] = str(folder)
+            if check:
+                normalized = wavs
+                if student.config.normalize_waveform:
+                    from speechbrain_skill.lobes.frames import normalize_waveforms
+
+                    normalized = normalize_waveforms(wavs, wav_lengths)
+                hidden = _hf_hidden_states(folder, normalized, wav_lengths)
+                summary["parity"]["hf_stock"] = max_diff_on_real_frames(
+                    hidden, reference, frame_lens
+                )
+    if "onnx" in formats:
+        hidden = _export_onnx(student, output / SUBFOLDERS["onnx"], summary, check)
+        if hidden is not None:
+            summary["parity"]["onnx"] = max_diff_on_real_frames(
+                hidden, reference, frame_lens
+            )
+
+    card = model_card(student, summary, report)
+    for folder in summary["folders"].values():
+        write_model_folder(folder, readme=card)
+    write_model_folder(
+        output, files={SUMMARY_NAME: json.dumps(summary, indent=2) + "\n"}
+    )
+    return summary
