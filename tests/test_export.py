@@ -306,3 +306,43 @@ def test_command_exports_a_student_folder_with_cards(tmp_path):
     assert (out / "hyperparams.yaml").is_file() and (
         out / "hf_stock" / "config.json"
     ).is_file()
+
+
+def _fake_module(tmp_path, name, text):
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(f"speechbrain_skill.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return spec.name
+
+
+def test_bundle_refuses_what_it_cannot_inline(tmp_path):
+    from speechbrain_skill.export.bundle import BundleError, bundle_module
+
+    base = _fake_module(tmp_path, "fake_base", "import math\nSCALE = math.pi\n")
+    user = _fake_module(
+        tmp_path,
+        "fake_user",
+        f"from {base} import SCALE\n\ndef f():\n    return SCALE\n",
+    )
+    namespace = {}
+    exec(bundle_module(user), namespace)  # inlined: runs without the fake modules
+    assert namespace["f"]() == pytest.approx(3.14159265)
+    clash = _fake_module(
+        tmp_path, "fake_clash", f"from {base} import SCALE\nSCALE = 2\n"
+    )
+    with pytest.raises(BundleError, match="collide"):
+        bundle_module(clash)
+    nested = _fake_module(
+        tmp_path,
+        "fake_nested",
+        f"def g():\n    from {base} import SCALE\n    return SCALE\n",
+    )
+    with pytest.raises(BundleError, match="inside a function"):
+        bundle_module(nested)
+    for name in ("fake_base", "fake_user", "fake_clash", "fake_nested"):
+        sys.modules.pop(f"speechbrain_skill.{name}")

@@ -53,6 +53,17 @@ def _dependency_order(entry, relative):
     return order
 
 
+def _top_level_names(tree):
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    yield target.id
+
+
 def bundle_module(entry, relative=None):
     """Source of ``entry`` with its ``speechbrain_skill`` imports inlined.
 
@@ -78,8 +89,14 @@ def bundle_module(entry, relative=None):
     True
     """
     relative = dict(relative or {})
-    header, sections = [], []
+    header, sections, defined = [], [], {}
     for name, source, tree in _dependency_order(entry, relative):
+        for top_name in _top_level_names(tree):
+            if defined.setdefault(top_name, name) != name:
+                raise BundleError(
+                    f"'{top_name}' is defined in both {defined[top_name]} and "
+                    f"{name}: inlined together they would collide."
+                )
         lines = source.splitlines()
         dropped = set()
         for index, node in enumerate(tree.body):
