@@ -433,7 +433,7 @@ class DistillationPipeline:
         )
 
     def _load_extra_modules(self, directory):
-        """Restore extra modules saved by :meth:`_save_extra_modules`, if any."""
+        """Restore extra modules saved beside a student (``<name>.ckpt``), if any."""
         for name, module in (self.hparams.get("extra_modules") or {}).items():
             path = Path(directory) / f"{name}.ckpt"
             if path.is_file():
