@@ -56,6 +56,16 @@ def macs_per_second(student, seconds=1.0):
     return int(round(counter.get_total_flops() / 2 / seconds))
 
 
+def _listing(value, unknown):
+    if value is None:
+        return unknown
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {item}" for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
 def _millions(count):
     return f"{count / 1e6:.2f} M"
 
@@ -206,9 +216,9 @@ def model_card(student, summary, report=None):
     lines = [
         f"# {training.get('experiment', 'speechbrain-skill student')}",
         "",
-        f"A {config.model_type} student distilled (and pruned) with "
-        "[speechbrain-skill](https://github.com/speechbrain/speechbrain): "
-        f"{config.num_layers} transformer layers, width {config.hidden_size}.",
+        f"A {config.model_type} student made by speechbrain-skill (SpeechBrain "
+        f"recipes): {config.num_layers} transformer layers, width "
+        f"{config.hidden_size}.",
         "",
         "| | |",
         "|---|---|",
@@ -221,8 +231,8 @@ def model_card(student, summary, report=None):
         f"| parameters | {summary['params']:,} |",
         f"| MACs per second of audio | {_millions(summary['macs_per_second'])} |",
         f"| sparsity | {sparsity} |",
-        f"| data | {training.get('data', unknown)} |",
-        f"| steps | {training.get('steps', unknown)} |",
+        f"| data | {_listing(training.get('data'), unknown)} |",
+        f"| steps | {_listing(training.get('steps'), unknown)} |",
         f"| training command | `{report.get('command', unknown)}` |",
         f"| export command | `{summary['command']}` |",
         "",

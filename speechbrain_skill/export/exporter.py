@@ -19,7 +19,6 @@ padded batch of three lengths; the differences go into the summary and cards.
 import json
 import logging
 import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -80,7 +79,7 @@ def _export_onnx(student, folder, summary, check):
 
 
 def _export_command(source, output, formats):
-    parts = [sys.executable, "-m", "speechbrain_skill.export", str(source)]
+    parts = ["python", "-m", "speechbrain_skill.export", str(source)]
     if output is not None:
         parts += ["--output", str(output)]
     parts += ["--formats", *formats]
