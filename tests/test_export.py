@@ -346,3 +346,18 @@ def test_bundle_refuses_what_it_cannot_inline(tmp_path):
         bundle_module(nested)
     for name in ("fake_base", "fake_user", "fake_clash", "fake_nested"):
         sys.modules.pop(f"speechbrain_skill.{name}")
+
+
+def test_macs_count_projections_and_attention_products_of_each_head():
+    from speechbrain_skill.export.card import macs_per_second
+    from speechbrain_skill.lobes.student import StudentConfig
+
+    config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
+    full = macs_per_second(PrunableSSLStudent(config))
+    one_head_less = macs_per_second(
+        PrunableSSLStudent(config.with_updates(attention_heads=[[0, 1, 3]]))
+    )
+    frames, hidden, head_dim = 49, 32, 8  # 1 s of audio -> 49 frames
+    projections = 4 * frames * hidden * head_dim  # q, k, v rows; output columns
+    products = 2 * frames * frames * head_dim  # scores and weighted values
+    assert full - one_head_less == projections + products
