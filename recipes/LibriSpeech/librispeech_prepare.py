@@ -19,7 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from speechbrain_skill.data.audio import BadAudioError, inspect_audio
-from speechbrain_skill.data.manifests import already_prepared, mark_prepared
+from speechbrain_skill.data.manifests import (
+    EXCLUDED_FILE,
+    already_prepared,
+    mark_prepared,
+    write_manifest,
+)
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -106,15 +111,13 @@ def prepare_librispeech(
         for split in tr_splits:
             merged.extend(_read_rows(save_folder / f"{split}.csv"))
         _write_csv(save_folder / merge_name, merged)
-    with open(save_folder / "excluded.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["split", "wav", "reason"])
-        writer.writerows(excluded)
+    # Read back by the run report (data.manifests.count_exclusions).
+    write_manifest(save_folder / EXCLUDED_FILE, ["split", "wav", "reason"], excluded)
     if excluded:
         logger.warning(
             "%d audio files were excluded (see %s).",
             len(excluded),
-            save_folder / "excluded.csv",
+            save_folder / EXCLUDED_FILE,
         )
     mark_prepared(save_folder, options)
     return counts

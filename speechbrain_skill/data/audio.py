@@ -33,6 +33,17 @@ class BadAudioError(ValueError):
         self.reason = reason
 
 
+def reason_kind(reason):
+    """The kind of a skip reason, without its details (what skip counts group by).
+
+    Example
+    -------
+    >>> reason_kind("too short (3 samples at 16000 Hz)"), reason_kind("missing")
+    ('too short', 'missing')
+    """
+    return str(reason).split(" (")[0]
+
+
 def inspect_audio(path, min_samples=MIN_SAMPLES, sample_rate=SAMPLE_RATE):
     """Check a file's header and return its duration in seconds at its own rate.
 

@@ -23,6 +23,7 @@ from speechbrain_skill.data.audio import (
     BadAudioError,
     crop,
     read_audio,
+    reason_kind,
     seconds_to_samples,
 )
 
@@ -239,9 +240,11 @@ def _durations(dataset):
 
 
 class SkippingLoader:
-    """Iterate a loader, drop empty batches and count skipped examples.
+    """Iterate a loader, drop empty batches and record skipped examples.
 
-    ``skipped`` maps each reason to the list of skipped utterance ids.
+    ``skipped`` maps each kind of reason
+    (:func:`~speechbrain_skill.data.audio.reason_kind`) to the set of skipped
+    utterance ids: a file met twice counts once.
 
     Arguments
     ---------
@@ -260,13 +263,13 @@ class SkippingLoader:
         self.skipped = {}
         for batch in self.loader:
             for utt_id, reason in batch.skipped:
-                self.skipped.setdefault(reason, []).append(utt_id)
+                self.skipped.setdefault(reason_kind(reason), set()).add(utt_id)
             if len(batch):
                 yield batch
 
     @property
     def num_skipped(self):
-        """Total number of skipped examples in the last pass."""
+        """Number of distinct skipped files in the last pass."""
         return sum(len(ids) for ids in self.skipped.values())
 
 

@@ -15,11 +15,12 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from speechbrain_skill.data.audio import BadAudioError, inspect_audio
+from speechbrain_skill.data.audio import BadAudioError, inspect_audio, reason_kind
 from speechbrain_skill.training.stage_records import describe_changes
 
 logger = logging.getLogger(__name__)
 OPTIONS_FILE = "prepare_options.json"
+EXCLUDED_FILE = "excluded.csv"
 
 
 def write_manifest(path, header, rows):
@@ -374,3 +375,35 @@ def labelled_manifest_rows(data_folder, header, label_key, num_workers=8):
                 + (" ..." if len(unseen) > 10 else "")
             )
     return rows
+
+
+def count_exclusions(save_folder):
+    """Files left out by a preparation (its ``excluded.csv``), per kind of reason.
+
+    Arguments
+    ---------
+    save_folder : str or os.PathLike
+        Where the preparation wrote its manifests.
+
+    Returns
+    -------
+    dict
+        Reason kind -> number of files (empty when nothing was excluded or
+        the folder has no ``excluded.csv``).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = write_manifest(os.path.join(folder, EXCLUDED_FILE), ["wav", "reason"],
+    ...     [["a.flac", "missing"], ["b.flac", "too short (3 samples)"]])
+    >>> count_exclusions(folder)
+    {'missing': 1, 'too short': 1}
+    """
+    path = Path(save_folder) / EXCLUDED_FILE
+    counts = {}
+    if path.is_file():
+        for row in read_manifest(path):
+            kind = reason_kind(row["reason"])
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts

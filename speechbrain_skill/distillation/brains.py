@@ -29,7 +29,11 @@ from speechbrain.utils.distributed import if_main_process
 from speechbrain_skill.distillation.losses import target_fit
 from speechbrain_skill.distillation.targets import align_frames, group_targets
 from speechbrain_skill.lobes.frames import lengths_to_mask
-from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.training.batch_skipping import (
+    SkipsUnusableBatches,
+    count_skipped,
+    merge_skipped,
+)
 from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.progress import StepBudgetProgress
 
@@ -158,8 +162,9 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
             self.train_loss = stage_loss
             return
         stats = {"loss": stage_loss, **self.epoch_statistics()}
-        if self.skipped:
-            stats["skipped_files"] = sum(self.skipped.values())
+        skipped = self.sync_skipped()  # all processes, distinct files
+        if skipped:
+            stats["skipped_files"] = sum(count_skipped(skipped).values())
         if stage == sb.Stage.VALID:
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": epoch, "step": self.optimizer_step},
@@ -187,7 +192,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
     # ------------------------------------------------------------ checkpoint
     def _save(self, path):
         super()._save(path)
-        extra = {"skipped": self.skipped}
+        extra = {"skipped": merge_skipped(self.skipped)}
         with open(f"{path}.skipped.json", "w") as handle:
             json.dump(extra, handle)
 
@@ -196,7 +201,8 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         extra_path = f"{path}.skipped.json"
         if os.path.isfile(extra_path):
             with open(extra_path) as handle:
-                self.skipped = json.load(handle)["skipped"]
+                skipped = json.load(handle)["skipped"]
+            self.skipped = {reason: set(ids) for reason, ids in skipped.items()}
 
 
 class PruningDistillationBrain(DistillationBrain):

@@ -177,7 +177,8 @@ def format_summary(report):
                        are a perfect fit; comparable across methods)
     final valid loss   -0.9115 = mean over targets of L1 + (-cos); lower is better;
                        comparable only between runs with the same loss
-    skipped files      0
+    skipped files      0 in training and validation, 0 in calibration,
+                       0 left out by the data preparation (distinct files)
     student            d (load: speechbrain_skill.lobes.student.load_student)
     """
     groups = ", ".join(
@@ -185,7 +186,6 @@ def format_summary(report):
         for group, layer in zip(report["groups"], report["student_layers"])
     )
     target = report.get("target_sparsity")
-    skipped = report.get("skipped_files") or {}
     lines = [
         "====================  distillation summary  ====================",
         f"teacher            {report['teacher']}",
@@ -196,11 +196,25 @@ def format_summary(report):
         f"sparsity reached   {report['sparsity_reached']:.3f}"
         + (f" (target {target})" if target is not None else ""),
         *_loss_lines(report),
-        f"skipped files      {sum(skipped.values()) if skipped else 0}",
+        *_data_lines(report),
         f"student            {report['student_dir']} "
         "(load: speechbrain_skill.lobes.student.load_student)",
     ]
     return "\n".join(lines)
+
+
+def _data_lines(report):
+    """Files the run could not use, by where they were found."""
+
+    def total(key):
+        return sum((report.get(key) or {}).values())
+
+    return [
+        f"skipped files      {total('skipped_files')} in training and validation, "
+        f"{total('skipped_in_calibration')} in calibration,",
+        f"                   {total('excluded_in_preparation')} left out by the "
+        "data preparation (distinct files)",
+    ]
 
 
 def _loss_lines(report):

@@ -32,6 +32,7 @@ from speechbrain_skill.data.dataio import (
     make_audio_dataset,
     make_dynamic_batch_sampler,
 )
+from speechbrain_skill.data.manifests import count_exclusions
 from speechbrain_skill.distillation.brains import (
     DistillationBrain,
     PruningDistillationBrain,
@@ -41,6 +42,7 @@ from speechbrain_skill.distillation.report import write_report
 from speechbrain_skill.distillation.targets import default_student_layers
 from speechbrain_skill.layer_groups.clustering import validate_k
 from speechbrain_skill.layer_groups.groups_file import load_groups, validate_groups
+from speechbrain_skill.training.batch_skipping import count_skipped, merge_skipped
 from speechbrain_skill.training.checkpoints import CompleteCheckpointer
 from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.progress import stage_banner
@@ -361,10 +363,13 @@ class DistillationPipeline:
                 )
                 self.banner("materialise")
                 self.materialize(student, heads)
-                done = {"expected_sparsity": expected, "skipped_files": brain.skipped}
+                done = {
+                    "expected_sparsity": expected,
+                    "skipped_files": brain.sync_skipped(),
+                }
                 self.mark_finished("prune", done)
             summary["expected_sparsity_after_pruning"] = done["expected_sparsity"]
-            skipped = dict(done["skipped_files"])
+            skipped = done["skipped_files"]
             student_dir = pruned_dir
         else:
             student_dir = self.output / "initial_student"
@@ -380,7 +385,7 @@ class DistillationPipeline:
             done = {
                 "valid_loss": stats.get("loss"),
                 "valid_fit": {k: stats.get(k) for k in ("mean_cosine", "mean_l1")},
-                "skipped_files": brain.skipped,
+                "skipped_files": brain.sync_skipped(),
             }
             self.banner("export", str(hp["export_folder"]))
             run_on_main(self._export, args=(student, heads))
@@ -388,12 +393,9 @@ class DistillationPipeline:
         summary.update(
             final_valid_loss=done["valid_loss"],
             final_valid_fit=done.get("valid_fit"),
-            skipped_files={
-                reason: skipped.get(reason, 0) + done["skipped_files"].get(reason, 0)
-                for reason in {*skipped, *done["skipped_files"]}
-            },
         )
         summary.update(command=shlex.join(["python", *sys.argv]), training=self.facts())
+        summary.update(self.data_losses(merge_skipped(skipped, done["skipped_files"])))
         report = {}
         if if_main_process():
             report = write_report(self.output, hp, summary)
@@ -416,6 +418,33 @@ class DistillationPipeline:
             "method": method,
             "data": hp.get("train_splits") or hp.get("train_csv"),
             "steps": steps,
+        }
+
+    def data_losses(self, skipped):
+        """Every file the run could not use, for the report (distinct files).
+
+        Arguments
+        ---------
+        skipped : dict
+            Reason -> utterance ids skipped in training and validation (all
+            processes, all stages).
+
+        Returns
+        -------
+        dict
+            ``skipped_files`` (counts), ``skipped_file_ids``,
+            ``excluded_in_preparation`` and ``skipped_in_calibration`` (counts).
+        """
+        groups_file = self.output / "layer_analysis" / "groups.json"
+        calibration = {}
+        if not self.hparams.get("groups") and groups_file.is_file():
+            metadata = _read_json(groups_file).get("metadata", {})
+            calibration = count_skipped(metadata.get("skipped_files", {}))
+        return {
+            "skipped_files": count_skipped(skipped),
+            "skipped_file_ids": skipped,
+            "excluded_in_preparation": count_exclusions(self.hparams["save_folder"]),
+            "skipped_in_calibration": calibration,
         }
 
     def _save_initial_student(self, student_dir, student_layers):

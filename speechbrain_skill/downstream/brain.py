@@ -27,7 +27,10 @@ from speechbrain_skill.downstream.layer_weights import (
     plot_layer_weights,
     save_layer_weights,
 )
-from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.training.batch_skipping import (
+    SkipsUnusableBatches,
+    count_skipped,
+)
 from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
@@ -167,8 +170,9 @@ class DownstreamBrain(SkipsUnusableBatches, sb.Brain):
         stats = {"loss": stage_loss}
         if stage != sb.Stage.TRAIN:
             stats.update(self.summarize_metrics(stage))
-        if self.skipped:
-            stats["skipped_files"] = sum(self.skipped.values())
+        skipped = self.sync_skipped()  # all processes, distinct files
+        if skipped:
+            stats["skipped_files"] = sum(count_skipped(skipped).values())
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
         elif stage == sb.Stage.VALID:

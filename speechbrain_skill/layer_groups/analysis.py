@@ -45,6 +45,7 @@ from speechbrain_skill.layer_groups.similarity import (
     as_teacher,
     compute_layer_similarity,
 )
+from speechbrain_skill.training.batch_skipping import merge_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +290,7 @@ def run_layer_analysis(
         "seed": seed,
         "seconds": round(stats.seconds, 2),
         "num_skipped": getattr(batches, "num_skipped", 0),
+        "skipped_files": merge_skipped(getattr(batches, "skipped", {})),
         **{key: _jsonable(value) for key, value in measure_options.items()},
         **dict(metadata or {}),
     }
