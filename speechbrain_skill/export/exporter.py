@@ -43,9 +43,12 @@ SUMMARY_NAME = "export_summary.json"
 def _hf_hidden_states(folder, wavs, wav_lengths, trust_remote_code=False):
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(
-        folder, trust_remote_code=trust_remote_code
-    ).eval()
+    from speechbrain_skill.lobes.hf_ssl import no_weight_loading_bar
+
+    with no_weight_loading_bar():
+        model = AutoModel.from_pretrained(
+            folder, trust_remote_code=trust_remote_code
+        ).eval()
     mask = (torch.arange(wavs.shape[1]) < wav_lengths[:, None]).long()
     with torch.no_grad():
         out = model(wavs, attention_mask=mask, output_hidden_states=True)

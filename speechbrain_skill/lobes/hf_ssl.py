@@ -7,6 +7,7 @@ create tiny randomly initialised models with :func:`save_tiny_model` and load
 them through the very same function.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -71,6 +72,36 @@ def resolve_source(source):
     return source
 
 
+@contextlib.contextmanager
+def no_weight_loading_bar(local=True):
+    """Hide transformers' "Loading weights" bar for a local folder (instant, noise).
+
+    Hub downloads keep their bars: the download is what takes time.
+
+    Arguments
+    ---------
+    local : bool
+        Whether the model comes from a local folder (False: change nothing).
+
+    Example
+    -------
+    >>> from transformers.utils import logging as hf_logging
+    >>> with no_weight_loading_bar():
+    ...     hf_logging.is_progress_bar_enabled()
+    False
+    """
+    from transformers.utils import logging as hf_logging
+
+    hide = local and hf_logging.is_progress_bar_enabled()
+    if hide:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            hf_logging.enable_progress_bar()
+
+
 def load_hf_ssl_model(source, cache_dir=None, eval_mode=True):
     """Load a WavLM / HuBERT / wav2vec 2.0 model from the hub, a folder or the package.
 
@@ -108,7 +139,10 @@ def load_hf_ssl_model(source, cache_dir=None, eval_mode=True):
         cls = _model_classes()[config.model_type]
         config.layerdrop = 0.0
         try:
-            model = cls.from_pretrained(resolved, config=config, cache_dir=cache_dir)
+            with no_weight_loading_bar(os.path.isdir(resolved)):
+                model = cls.from_pretrained(
+                    resolved, config=config, cache_dir=cache_dir
+                )
         except OSError as err:  # pragma: no cover - depends on the network
             raise TeacherLoadError(
                 f"Could not load weights for '{source}': {err}"
