@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from speechbrain_skill.lobes.student.active_units import active_units, head_rows
 from speechbrain_skill.lobes.student.hard_concrete import HardConcreteGate
 
 
@@ -160,22 +161,35 @@ class SelfAttention(torch.nn.Module):
         batch, frames, _ = x.shape
         return x.view(batch, frames, -1, self.head_dim).transpose(1, 2)
 
-    def _gated_position_bias(self, x, position_bias):
-        """WavLM: per head and query frame, scale the head's shared bias row."""
+    def _gated_position_bias(self, x, position_bias, kept=None):
+        """WavLM: per head and query frame, scale the head's shared bias row.
+
+        ``kept`` lists the layer's heads that are computed (None: all).
+        """
         batch, frames, _ = x.shape
         chunks = x.view(batch, frames, -1, self.head_dim)
-        if not self.all_heads:
-            chunks = chunks.index_select(2, self.head_index)
-            position_bias = position_bias.index_select(0, self.head_index)
+        heads = self.head_index if kept is None else self.head_index[kept]
+        const = self.gru_rel_pos_const if kept is None else self.gru_rel_pos_const[kept]
+        if kept is not None or not self.all_heads:
+            chunks = chunks.index_select(2, heads)
+            position_bias = position_bias.index_select(0, heads)
         projected = self.gru_rel_pos_linear(chunks)
         projected = projected.view(*projected.shape[:-1], 2, 4).sum(-1)
         gate_a, gate_b = torch.sigmoid(projected.transpose(1, 2)).unbind(-1)
-        const = self.gru_rel_pos_const.view(1, -1, 1)
-        gate = gate_a * (gate_b * const - 1.0) + 2.0
+        gate = gate_a * (gate_b * const.view(1, -1, 1) - 1.0) + 2.0
         return gate.unsqueeze(-1) * position_bias.unsqueeze(0)
+
+    def _project(self, linear, x, rows):
+        if rows is None:
+            return self._split_heads(linear(x))
+        weight = linear.weight.index_select(0, rows)
+        return self._split_heads(F.linear(x, weight, linear.bias.index_select(0, rows)))
 
     def forward(self, x, padding_bias=None, position_bias=None):
         """Attend.
+
+        Heads whose gate value is exactly 0 are skipped (see
+        :mod:`~speechbrain_skill.lobes.student.active_units`).
 
         Arguments
         ---------
@@ -194,24 +208,35 @@ class SelfAttention(torch.nn.Module):
         """
         if self.num_heads == 0:
             return self.out_bias.expand_as(x)
-        query = self._split_heads(self.q_proj(x))
-        key = self._split_heads(self.k_proj(x))
-        value = self._split_heads(self.v_proj(x))
+        gate = kept = rows = None
+        if self.head_gate is not None:
+            gate = self.head_gate().to(x.dtype)
+            kept = active_units(gate)
+            if kept is not None:
+                gate = gate.index_select(0, kept)
+                rows = head_rows(kept, self.head_dim)
+        query = self._project(self.q_proj, x, rows)
+        key = self._project(self.k_proj, x, rows)
+        value = self._project(self.v_proj, x, rows)
         bias = padding_bias
         if self.relative_position_gate:
-            bias = self._gated_position_bias(x, position_bias.to(x.dtype))
+            bias = self._gated_position_bias(x, position_bias.to(x.dtype), kept)
             if padding_bias is not None:
                 bias += padding_bias
+        dropout = self.dropout if self.training else 0.0
         context = F.scaled_dot_product_attention(
             query,
             key,
             value,
             attn_mask=bias,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=dropout,
             scale=self.head_dim**-0.5,
         )
-        if self.head_gate is not None:
-            context = context * self.head_gate().to(context.dtype).view(1, -1, 1, 1)
+        if gate is not None:
+            context = context * gate.view(1, -1, 1, 1)
         batch, _, frames, _ = context.shape
         context = context.transpose(1, 2).reshape(batch, frames, -1)
-        return self.out_proj(context)
+        if rows is None:
+            return self.out_proj(context)
+        weight = self.out_proj.weight.index_select(1, rows)
+        return F.linear(context, weight, self.out_proj.bias)

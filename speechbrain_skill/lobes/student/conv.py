@@ -1,8 +1,10 @@
 """The conv feature extractor (waveform -> 20 ms frames) and the feature projection."""
 
 import torch
+import torch.nn.functional as F
 
 from speechbrain_skill.lobes.student.activations import get_activation
+from speechbrain_skill.lobes.student.active_units import active_units
 from speechbrain_skill.lobes.student.hard_concrete import HardConcreteGate
 
 # Hugging Face builds the conv-layer norms with PyTorch's default epsilon,
@@ -81,15 +83,70 @@ class ConvLayer(torch.nn.Module):
         torch.Tensor
             Output (batch, out_channels, frames).
         """
-        x = self.conv(x)
+        return self.forward_active(x)[0]
+
+    def forward_active(self, x, in_kept=None, skip_outputs=False):
+        """Apply the layer computing only channels with a non-zero gate value.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Input (batch, channels, time): all input channels, or only
+            those listed in ``in_kept``.
+        in_kept : torch.Tensor, optional
+            Input channels present in ``x`` (None: all).
+        skip_outputs : bool
+            Leave out output channels whose gate value is exactly 0 (not
+            possible with a LayerNorm over channels, which sees them).
+
+        Returns
+        -------
+        out : torch.Tensor
+            (batch, channels, frames): all output channels, or those in
+            ``out_kept``.
+        out_kept : torch.Tensor or None
+            Output channels present in ``out`` (None: all).
+
+        Example
+        -------
+        >>> layer = ConvLayer(4, 6, 3, 2, bias=True, norm=None, activation="gelu")
+        >>> out, kept = layer.forward_active(torch.randn(1, 2, 9), torch.tensor([0, 3]))
+        >>> out.shape, kept
+        (torch.Size([1, 6, 4]), None)
+        """
+        gate = None if self.channel_gate is None else self.channel_gate().to(x.dtype)
+        out_kept = None
+        if gate is not None and skip_outputs and self.norm_type != "layer":
+            out_kept = active_units(gate)
+        if in_kept is None and out_kept is None:
+            x = self.conv(x)
+        else:
+            weight, bias = self.conv.weight, self.conv.bias
+            if out_kept is not None:
+                weight = weight.index_select(0, out_kept)
+                bias = None if bias is None else bias.index_select(0, out_kept)
+            if in_kept is not None:
+                weight = weight.index_select(1, in_kept)
+            x = F.conv1d(x, weight, bias, stride=self.conv.stride)
         if self.norm_type == "group":
-            x = self.norm(x)
+            if out_kept is None:
+                x = self.norm(x)
+            else:
+                x = F.group_norm(
+                    x,
+                    x.shape[1],
+                    self.norm.weight.index_select(0, out_kept),
+                    self.norm.bias.index_select(0, out_kept),
+                    self.norm.eps,
+                )
         elif self.norm_type == "layer":
             x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         x = self.activation(x)
-        if self.channel_gate is not None:
-            x = x * self.channel_gate().to(x.dtype).unsqueeze(-1)
-        return x
+        if gate is not None:
+            if out_kept is not None:
+                gate = gate.index_select(0, out_kept)
+            x = x * gate.unsqueeze(-1)
+        return x, out_kept
 
 
 class FeatureExtractor(torch.nn.Module):
@@ -145,9 +202,11 @@ class FeatureExtractor(torch.nn.Module):
         -------
         torch.Tensor
         """
-        x = wavs.unsqueeze(1)
-        for layer in self.conv_layers:
-            x = layer(x)
+        x, kept = wavs.unsqueeze(1), None
+        last = len(self.conv_layers) - 1
+        for index, layer in enumerate(self.conv_layers):
+            # The last layer's channels all reach the projection LayerNorm.
+            x, kept = layer.forward_active(x, kept, skip_outputs=index < last)
         return x
 
 

@@ -1,8 +1,10 @@
 """Transformer part of the student: positional conv, layers with optional blocks."""
 
 import torch
+import torch.nn.functional as F
 
 from speechbrain_skill.lobes.student.activations import get_activation
+from speechbrain_skill.lobes.student.active_units import active_units
 from speechbrain_skill.lobes.student.attention import (
     RelativePositionBias,
     SelfAttention,
@@ -56,13 +58,31 @@ class FeedForward(torch.nn.Module):
             self.unit_gate = HardConcreteGate(ffn_dim, init_drop_rate=gate_drop_rate)
 
     def forward(self, x):
-        """Apply the block to (batch, frames, hidden)."""
+        """Apply the block to (batch, frames, hidden).
+
+        Units whose gate value is exactly 0 are skipped (see
+        :mod:`~speechbrain_skill.lobes.student.active_units`).
+        """
         if self.ffn_dim == 0:
             return self.out_bias.expand_as(x)
-        hidden = self.intermediate_dropout(self.activation(self.intermediate_dense(x)))
-        if self.unit_gate is not None:
-            hidden = hidden * self.unit_gate().to(hidden.dtype)
-        return self.dropout(self.output_dense(hidden))
+        if self.unit_gate is None:
+            hidden = self.activation(self.intermediate_dense(x))
+            return self.dropout(self.output_dense(self.intermediate_dropout(hidden)))
+        gate = self.unit_gate().to(x.dtype)
+        kept = active_units(gate)
+        if kept is None:
+            hidden = self.activation(self.intermediate_dense(x))
+            hidden = self.intermediate_dropout(hidden) * gate
+            return self.dropout(self.output_dense(hidden))
+        inner, outer = self.intermediate_dense, self.output_dense
+        hidden = F.linear(
+            x, inner.weight.index_select(0, kept), inner.bias.index_select(0, kept)
+        )
+        hidden = self.intermediate_dropout(self.activation(hidden))
+        hidden = hidden * gate.index_select(0, kept)
+        return self.dropout(
+            F.linear(hidden, outer.weight.index_select(1, kept), outer.bias)
+        )
 
 
 class EncoderLayer(torch.nn.Module):
