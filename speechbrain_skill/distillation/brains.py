@@ -34,6 +34,7 @@ from speechbrain_skill.training.batch_skipping import (
     count_skipped,
     merge_skipped,
 )
+from speechbrain_skill.training.compile import compile_forward
 from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.progress import StepBudgetProgress
 
@@ -113,6 +114,26 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
                 continue
             params.extend(p for p in module.parameters() if p.requires_grad)
         return params
+
+    def _compile(self):
+        """``--compile``: compile the forward of the teacher and student in place.
+
+        SpeechBrain's own version wraps modules (changing their parameter
+        names) and cannot catch failures, which happen at the first call;
+        :func:`~speechbrain_skill.training.compile.compile_forward` keeps the
+        modules and falls back to eager execution. ``--compile_module_keys``
+        chooses other modules.
+        """
+        if not self.compile:
+            return super()._compile()
+        options = dict(
+            mode=self.compile_mode,
+            fullgraph=self.compile_using_fullgraph,
+            dynamic=self.compile_using_dynamic_shape_tracing,
+        )
+        for name in self.compile_module_keys or ("teacher", "student"):
+            if name in self.modules:
+                compile_forward(unwrap(self.modules[name]), name=name, **options)
 
     def init_optimizers(self):
         """One optimizer for student weights and heads (the teacher is frozen)."""
