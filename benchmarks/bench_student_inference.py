@@ -8,9 +8,10 @@ Models (random weights: only shapes matter for timing):
   halved, 5 of 12 heads per layer, FFN width solved for the target);
 - distilhubert-shape: our student with HuBERT Base shapes and 2 layers.
 
-Batch 1, 10 s of audio by default. Runs are interleaved across models
-(round robin) so that load changes on a shared machine hit all of them
-alike; the median per model is reported with the speed-up over the teacher.
+Batch 1, 10 s of audio by default (``--batch``, ``--seconds``). Runs are
+interleaved across models (round robin) so that load changes on a shared
+machine hit all of them alike; the median per model is reported with the
+speed-up over the teacher.
 
 Usage::
 
@@ -39,6 +40,7 @@ SAMPLE_RATE = 16000
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length")
+    parser.add_argument("--batch", type=int, default=1, help="utterances per call")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -103,7 +105,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     models, unpruned_count = build_models(args)
-    wav = torch.randn(1, int(args.seconds * SAMPLE_RATE))
+    wav = torch.randn(args.batch, int(args.seconds * SAMPLE_RATE))
     times = {name: [] for name in models}
     with torch.inference_mode():
         for _ in range(args.warmup):
@@ -136,6 +138,7 @@ def main():
         cpu=platform.processor() or platform.machine(),
         cpu_count=os.cpu_count(),
         audio_seconds=args.seconds,
+        batch=args.batch,
         repeats=args.repeats,
         load_average=os.getloadavg(),
     )
