@@ -43,6 +43,8 @@ def test_every_stage_writes_its_outputs(skill_run):
     assert (output / "pruned_student" / "config.json").is_file()
     report = json.loads((output / "student" / "report.json").read_text())
     assert report["groups_source"] == "clustering" and len(report["groups"]) == 3
+    expected = _duration_filter_counts(output / "save" / "train.csv", 0.5)
+    assert report["duration_filter"] == expected
     assert (output / "student" / "curves.png").is_file()
     assert "distillation summary" in log
     # The summary gives a method-independent fit and says what the loss means.
@@ -84,18 +86,57 @@ def test_rerun_skips_finished_stages(skill_run, builtin_corpus):
     assert "distillation summary" in log
 
 
+def _duration_filter_counts(manifest, min_duration):
+    """What a min_duration filter keeps, counted from the manifest."""
+    with open(manifest, newline="") as handle:
+        durations = [float(row["duration"]) for row in csv.DictReader(handle)]
+    short = sum(d < min_duration for d in durations)
+    return {
+        "min_duration": min_duration,
+        "max_duration": None,
+        "utterances": len(durations),
+        "kept": len(durations) - short,
+        "too_short": short,
+        "too_long": 0,
+    }
+
+
 def test_dphubert_mode_uses_fixed_layers_and_skips_clustering(
     builtin_corpus, tiny_wavlm, tmp_path
 ):
+    # min_duration 3.3 s drops about half of the built-in training clips
+    # (2.8-4.1 s), which also exercises the duration filter's warning.
     args = tiny_overrides(
-        builtin_corpus, tmp_path, tiny_wavlm, prune_steps=2, final_steps=1
+        builtin_corpus,
+        tmp_path,
+        tiny_wavlm,
+        prune_steps=2,
+        final_steps=1,
+        min_duration=3.3,
     )
     args = [a for a in args if not a.startswith("--num_groups")]
-    run_recipe("dphubert_wavlm.yaml", [*args, "--groups=[[0],[2],[4]]"])
+    log = run_recipe("dphubert_wavlm.yaml", [*args, "--groups=[[0],[2],[4]]"])
     assert not (tmp_path / "layer_analysis").exists()
     report = json.loads((tmp_path / "student" / "report.json").read_text())
     assert report["groups"] == [[0], [2], [4]] and report["student_layers"] == [0, 2, 4]
     assert report["groups_source"] == "configuration"
+    # Issue 12 case 9: the filter used to drop data without a word.
+    expected = _duration_filter_counts(tmp_path / "save" / "train.csv", 3.3)
+    assert 0.2 * expected["utterances"] < expected["too_short"] < expected["utterances"]
+    assert report["duration_filter"] == expected
+    assert f"keeps {expected['kept']} of {expected['utterances']} utterances" in log
+    assert "more than 20%" in log
+
+
+def test_duration_filter_leaving_nothing_stops_before_the_first_stage(
+    builtin_corpus, tiny_wavlm, tmp_path
+):
+    args = tiny_overrides(builtin_corpus, tmp_path, tiny_wavlm, min_duration=60.0)
+    process = run_recipe("skill_wavlm.yaml", args, background=True)
+    log = process.communicate(timeout=600)[0]
+    assert process.returncode != 0
+    assert "min_duration=60.0" in log and "leaves none of the 16 utterances" in log
+    assert "layer groups" not in log  # before the similarity stage
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(

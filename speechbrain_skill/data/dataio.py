@@ -28,6 +28,8 @@ from speechbrain_skill.data.audio import (
 )
 
 logger = logging.getLogger(__name__)
+# Share of the data a duration filter may remove before it warns loudly.
+DURATION_FILTER_WARN_FRACTION = 0.2
 
 
 class AudioBatch(PaddedBatch):
@@ -143,8 +145,14 @@ def make_audio_dataset(
     max_utterances=None,
     extra_keys=(),
     replacements=None,
+    warn_fraction=DURATION_FILTER_WARN_FRACTION,
 ):
     """Read a csv manifest into a dataset that outputs ``id`` and ``sig``.
+
+    A duration filter (``min_duration`` / ``max_duration``) is checked by
+    :func:`check_duration_filter`: counted, logged, a loud warning above
+    ``warn_fraction``, an error when it leaves nothing; its counts are in the
+    returned dataset's ``duration_filter`` attribute (None without a filter).
 
     Arguments
     ---------
@@ -164,6 +172,9 @@ def make_audio_dataset(
         Other csv columns to output (e.g. ``spk_id``, ``wrd``).
     replacements : dict, optional
         ``$key`` replacements in the csv (SpeechBrain convention).
+    warn_fraction : float
+        Share of the utterances the duration filter may remove before the
+        warning.
 
     Returns
     -------
@@ -172,6 +183,15 @@ def make_audio_dataset(
     dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(
         csv_path, replacements=replacements or {}
     )
+    duration_filter = None
+    if min_duration is not None or max_duration is not None:
+        duration_filter = check_duration_filter(
+            [float(row["duration"]) for row in dataset.data.values()],
+            min_duration,
+            max_duration,
+            name=str(csv_path),
+            warn_fraction=warn_fraction,
+        )
     key_min = {"duration": min_duration} if min_duration is not None else {}
     key_max = {"duration": max_duration} if max_duration is not None else {}
     if sort is not None or key_min or key_max or max_utterances is not None:
@@ -184,7 +204,83 @@ def make_audio_dataset(
         )
     dataset.add_dynamic_item(make_audio_pipeline(max_crop_seconds, random_crop))
     dataset.set_output_keys(["id", "sig", *extra_keys])
+    dataset.duration_filter = duration_filter
     return dataset
+
+
+def check_duration_filter(
+    durations,
+    min_duration=None,
+    max_duration=None,
+    name="the manifest",
+    warn_fraction=DURATION_FILTER_WARN_FRACTION,
+):
+    """Count what a duration filter removes; warn loudly or stop when it is too much.
+
+    Kept are the utterances with ``min_duration <= duration <= max_duration``
+    (SpeechBrain's ``filtered_sorted``). Above ``warn_fraction`` removed, a
+    warning says so; when nothing is left, a ``ValueError`` names the settings
+    and the durations found.
+
+    Arguments
+    ---------
+    durations : sequence of float
+        Durations (seconds) of all utterances before filtering.
+    min_duration, max_duration : float, optional
+        The filter (None: no bound).
+    name : str
+        What the durations belong to (in messages).
+    warn_fraction : float
+        Share removed above which the warning is given.
+
+    Returns
+    -------
+    dict
+        ``utterances``, ``kept``, ``too_short``, ``too_long`` and the bounds.
+
+    Example
+    -------
+    >>> check_duration_filter([0.5, 1.5, 3.0], min_duration=1.0, max_duration=2.0,
+    ...                       warn_fraction=0.9)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'min_duration': 1.0, 'max_duration': 2.0, 'utterances': 3, 'kept': 1,
+     'too_short': 1, 'too_long': 1}
+    """
+    too_short = 0 if min_duration is None else sum(d < min_duration for d in durations)
+    too_long = 0 if max_duration is None else sum(d > max_duration for d in durations)
+    total = len(durations)
+    stats = dict(
+        min_duration=min_duration,
+        max_duration=max_duration,
+        utterances=total,
+        kept=total - too_short - too_long,
+        too_short=too_short,
+        too_long=too_long,
+    )
+    found = f"{min(durations):.2f}-{max(durations):.2f} s" if durations else "none"
+    setting = f"min_duration={min_duration}, max_duration={max_duration}"
+    if stats["kept"] == 0:
+        raise ValueError(
+            f"The duration filter ({setting}) leaves none of the {total} "
+            f"utterances of {name} (durations {found}). Lower --min_duration or "
+            "raise --max_duration."
+        )
+    removed = (total - stats["kept"]) / total
+    message = (
+        f"{name}: the duration filter ({setting}) keeps {stats['kept']} of {total} "
+        f"utterances: {too_short} shorter, {too_long} longer (durations {found})."
+    )
+    if removed > warn_fraction:
+        logger.warning(
+            "%s\n!!! That is %.0f%% of the data, more than %.0f%%: check "
+            "min_duration / max_duration against these durations. !!!",
+            message,
+            100 * removed,
+            100 * warn_fraction,
+        )
+    else:
+        logger.info(message)
+    return stats
 
 
 def make_dynamic_batch_sampler(

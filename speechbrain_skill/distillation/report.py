@@ -209,12 +209,20 @@ def _data_lines(report):
     def total(key):
         return sum((report.get(key) or {}).values())
 
-    return [
+    lines = [
         f"skipped files      {total('skipped_files')} in training and validation, "
         f"{total('skipped_in_calibration')} in calibration,",
         f"                   {total('excluded_in_preparation')} left out by the "
         "data preparation (distinct files)",
     ]
+    kept = report.get("duration_filter")
+    if kept:
+        lines.append(
+            f"duration filter    kept {kept['kept']} of {kept['utterances']} training "
+            f"utterances ({kept['too_short']} shorter than {kept['min_duration']} s, "
+            f"{kept['too_long']} longer than {kept['max_duration']} s)"
+        )
+    return lines
 
 
 def _loss_lines(report):

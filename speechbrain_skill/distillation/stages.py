@@ -140,6 +140,7 @@ class DistillationPipeline:
             random_crop=True,
             min_duration=hp["min_duration"],
             max_duration=hp["max_duration"],
+            warn_fraction=hp["duration_filter_warn_fraction"],
         )
         valid = make_audio_dataset(
             hp["valid_csv"],
@@ -340,6 +341,8 @@ class DistillationPipeline:
     def run(self):
         """Run (or resume) every stage and return the report dictionary."""
         hp = self.hparams
+        # The training data first: a filter that leaves nothing stops here.
+        train = self.datasets()[0]
         self.banner("layer groups")
         groups, student_layers, source = self.layer_groups()
         logger.info(
@@ -352,6 +355,7 @@ class DistillationPipeline:
             "groups": groups,
             "groups_source": source,
             "student_layers": student_layers,
+            "duration_filter": train.duration_filter,
         }
         if hp.get("prune", True):
             pruned_dir = self.output / "pruned_student"

@@ -57,6 +57,7 @@ def dataio_prepare(hparams):
             random_crop=train,
             sort=train_order if train else "ascending",
             max_duration=hparams["max_duration"] if train else None,
+            warn_fraction=hparams["duration_filter_warn_fraction"],
         )
         data.add_dynamic_item(text_pipeline)
         data.set_output_keys(["id", "sig", "words", "tokens"])

@@ -74,6 +74,7 @@ def dataio_prepare(hparams, label_paths):
             hparams[csv_key],
             min_duration=hparams["min_duration"],
             max_duration=hparams["max_duration"],
+            warn_fraction=hparams["duration_filter_warn_fraction"],
         )
         sampler = make_dynamic_batch_sampler(
             dataset,
