@@ -2,15 +2,18 @@
 
 import csv
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from recipe_runner import run_recipe, tiny_overrides
+from recipe_runner import RECIPE, run_recipe, tiny_overrides
 
 from speechbrain_skill.lobes.student import load_student
 
@@ -191,6 +194,60 @@ def test_killed_run_resumes_from_its_last_checkpoint(
     assert new_steps[0] > 5 and new_steps[0] <= killed_at + 1
     # ... and stopped at the configured total.
     assert new_steps[-1] == 30
+
+
+# train.py with a disk that fills up after the first checkpoint: every
+# checkpoint file written into a second checkpoint folder fails with ENOSPC.
+FULL_DISK = """
+import errno, runpy, sys, torch
+from speechbrain.utils.checkpoints import DEFAULT_SAVE_HOOKS
+folders = set()
+def full_after_one(hook):
+    def save(obj, path):
+        folders.add(path.parent)
+        if len(folders) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return hook(obj, path)
+    return save
+for kind in (torch.nn.Module, torch.optim.Optimizer):
+    DEFAULT_SAVE_HOOKS[kind] = full_after_one(DEFAULT_SAVE_HOOKS[kind])
+sys.argv = sys.argv[1:]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_names_the_folder_and_the_rerun_loses_no_progress(
+    builtin_corpus, tiny_wavlm, tmp_path
+):
+    # Issue 12 case 7: a full disk used to end in torch's "unexpected pos".
+    args = tiny_overrides(
+        builtin_corpus,
+        tmp_path,
+        tiny_wavlm,
+        prune_steps=8,
+        final_steps=2,
+        ckpt_interval_steps=2,
+    )
+    cmd = [sys.executable, "-c", FULL_DISK, "train.py", "hparams/skill_wavlm.yaml"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    full = subprocess.run(
+        [*cmd, *args], cwd=RECIPE, env=env, capture_output=True, text=True
+    )
+    assert full.returncode != 0
+    log = full.stdout + full.stderr
+    folder = tmp_path / "prune" / "checkpoints"
+    assert f"No space left in {folder} for a checkpoint: it needs about" in log
+    assert "resumes from the last complete checkpoint" in log
+    history = tmp_path / "prune" / "history.jsonl"
+    assert [json.loads(x)["step"] for x in history.open()] == [1, 2, 3, 4]
+    # Space is back: the same command resumes after the step-2 checkpoint.
+    lines_before = len(history.read_text().splitlines())
+    run_recipe("skill_wavlm.yaml", args)
+    new_steps = [
+        json.loads(x)["step"] for x in history.read_text().splitlines()[lines_before:]
+    ]
+    assert new_steps == list(range(3, 9))
 
 
 def test_bad_files_in_the_manifest_are_skipped_and_counted(
