@@ -44,6 +44,12 @@ def test_voxceleb1_identification_split(tmp_path):
     test = _rows(save / "test.csv")
     assert [r["spk_id"] for r in test] == ["id10001", "id10002"]
     assert test[0]["ID"] == "id10001--vid-2--00002" and test[0]["duration"] == "0.5000"
+    assert prepare_voxceleb1_sid(root, save) == {}  # unchanged: skipped
+    # The missing test file appears: the file list changed, so it prepares again.
+    late = root / "wav" / "id10002" / "vid-9" / "00009.wav"
+    late.parent.mkdir(parents=True)
+    sf.write(str(late), np.zeros(8000, dtype="float32"), 16000)
+    assert prepare_voxceleb1_sid(root, save) == {"train": 2, "valid": 2, "test": 3}
     (root / "iden_split.txt").write_text("9 nonsense\n")
     with pytest.raises(ValueError, match="unexpected line"):
         prepare_voxceleb1_sid(root, tmp_path / "other")
