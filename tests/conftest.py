@@ -62,3 +62,24 @@ def tiny_hubert(tmp_path_factory):
     from speechbrain_skill.lobes.hf_ssl import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny_hubert"), "hubert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def recipe_run(builtin_corpus, tmp_path_factory):
+    """Run a recipe once per session with its table's debug flags.
+
+    ``recipe_run(hparam_file)`` returns ``(output_folder, log)``.
+    """
+    from recipe_runner import recipe_args, recipe_row, run_recipe
+
+    runs = {}
+
+    def run(hparam_file):
+        key = recipe_row(hparam_file)["Hparam_file"]
+        if key not in runs:
+            output = tmp_path_factory.mktemp(Path(key).stem)
+            args = recipe_args(key, output, builtin_corpus)
+            runs[key] = (output, run_recipe(key, args))
+        return runs[key]
+
+    return run

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from recipe_runner import RECIPE, distil_overrides, run_recipe
+from recipe_runner import RECIPE, recipe_args, run_recipe
 from transformers import AutoModel, HubertConfig, WavLMConfig
 
 from speechbrain_skill.data.dataio import AudioBatch
@@ -49,7 +49,7 @@ def test_recipe_yaml_builds_a_two_layer_student_with_three_heads(
     assert hparams["distill_loss"].cos_type == "neg_log_sigmoid"
     assert hparams["student_input_transform"] is None
     assert hparams["extra_modules"] == {}
-    heads = hparams["make_heads"](student_layers=[2, 2, 2], input_dim=32)
+    heads = hparams["heads"](student_layers=[2, 2, 2], input_dim=32)
     assert isinstance(heads, PredictionHeads) and len(heads.heads) == 3
 
 
@@ -58,9 +58,7 @@ def test_loss_decreases_on_a_fixed_batch(tiny_hubert):
     teacher = FrozenSSLTeacher(tiny_hubert)
     student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
     hparams = {
-        "groups": [[2], [3], [4]],
         "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
-        "opt_class": lambda params: torch.optim.AdamW(params, lr=1e-3),
         "lr_annealing": lambda optimizer: None,
         "log_interval": 10**6,
     }
@@ -69,7 +67,13 @@ def test_loss_decreases_on_a_fixed_batch(tiny_hubert):
         "student": student,
         "heads": PredictionHeads([2, 2, 2], 32),
     }
-    brain = DistillationBrain(modules=modules, hparams=hparams, run_opts={})
+    brain = DistillationBrain(
+        [[2], [3], [4]],
+        modules=modules,
+        opt_class=lambda params: torch.optim.AdamW(params, lr=1e-3),
+        hparams=hparams,
+        run_opts={},
+    )
     brain.init_optimizers()
     batch = AudioBatch(
         [{"id": "a", "sig": torch.randn(16000)}, {"id": "b", "sig": torch.randn(9000)}]
@@ -83,11 +87,19 @@ def distilhubert_run(builtin_corpus, tiny_hubert, tmp_path_factory):
     output = tmp_path_factory.mktemp("distilhubert_run")
     run_recipe(
         "distilhubert.yaml",
-        distil_overrides(builtin_corpus, output, tiny_hubert, final_steps=6),
+        recipe_args(
+            "distilhubert.yaml",
+            output,
+            builtin_corpus,
+            teacher_source=tiny_hubert,
+            groups="[[2],[3],[4]]",
+            final_steps=6,
+        ),
     )
     return output
 
 
+@pytest.mark.slow
 def test_recipe_trains_exports_and_reloads(distilhubert_run):
     output = distilhubert_run
     history = [json.loads(x) for x in (output / "final" / "history.jsonl").open()]
@@ -103,6 +115,7 @@ def test_recipe_trains_exports_and_reloads(distilhubert_run):
     heads.load_state_dict(torch.load(output / "student" / "heads.ckpt"))
 
 
+@pytest.mark.slow
 def test_recipe_exports_give_the_same_hidden_states(distilhubert_run):
     student = load_student(distilhubert_run / "student")
     summary = json.loads(
@@ -151,9 +164,7 @@ def test_empty_batch_is_skipped_alone_and_a_zero_loss_step_under_ddp(tiny_hubert
 
     student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
     hparams = {
-        "groups": [[2], [3], [4]],
         "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
-        "opt_class": lambda params: torch.optim.SGD(params, lr=0.1),
         "lr_annealing": lambda optimizer: None,
         "log_interval": 10**6,
     }
@@ -162,7 +173,13 @@ def test_empty_batch_is_skipped_alone_and_a_zero_loss_step_under_ddp(tiny_hubert
         "student": student,
         "heads": PredictionHeads([2, 2, 2], 32),
     }
-    brain = DistillationBrain(modules=modules, hparams=hparams, run_opts={})
+    brain = DistillationBrain(
+        [[2], [3], [4]],
+        modules=modules,
+        opt_class=lambda params: torch.optim.SGD(params, lr=0.1),
+        hparams=hparams,
+        run_opts={},
+    )
     brain.init_optimizers()
     before = [p.detach().clone() for p in brain.main_parameters()]
     brain.fit_batch(SkippedBatch([("a", "missing")]))

@@ -1,4 +1,8 @@
-"""Integration tests of recipes/LibriSpeech/distillation on the built-in corpus."""
+"""Integration tests of recipes/LibriSpeech/distillation on the built-in corpus.
+
+Every test here runs the recipe (``slow``); the main run is the recipe table's
+debug run of ``skill_wavlm.yaml`` (shared with the table's smoke test).
+"""
 
 import csv
 import json
@@ -13,22 +17,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from recipe_runner import RECIPE, run_recipe, tiny_overrides
+from recipe_runner import RECIPE, recipe_args, run_recipe
 
+from speechbrain_skill.lobes.heads import LayerProjections
 from speechbrain_skill.lobes.student import load_student
 
-SHIPPED_TEACHER = "builtin:tiny-wavlm"
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def skill_run(builtin_corpus, tmp_path_factory):
-    # The recipe default for tests and the quick start: the shipped pretrained
-    # teacher, loaded by its builtin name like a hub id.
-    output = tmp_path_factory.mktemp("skill_run")
-    log = run_recipe(
-        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, SHIPPED_TEACHER)
-    )
-    return output, log
+def skill_run(recipe_run):
+    # The recipe table's debug run: the shipped pretrained teacher, loaded by
+    # its builtin name like a hub id.
+    return recipe_run("skill_wavlm.yaml")
 
 
 def test_every_stage_writes_its_outputs(skill_run):
@@ -41,8 +42,9 @@ def test_every_stage_writes_its_outputs(skill_run):
         "dendrogram.png",
     ):
         assert (output / "layer_analysis" / name).is_file(), name
-    for stage in ("layer_groups", "prune", "final"):
-        assert (output / "stages" / f"{stage}.json").is_file()
+    for stage in ("layer_groups", "prune", "materialise", "final", "export"):
+        record = json.loads((output / "stages" / f"{stage}.json").read_text())
+        assert record["status"] == "finished", stage
     assert (output / "pruned_student" / "config.json").is_file()
     report = json.loads((output / "student" / "report.json").read_text())
     assert report["groups_source"] == "clustering" and len(report["groups"]) == 3
@@ -82,7 +84,7 @@ def test_rerun_skips_finished_stages(skill_run, builtin_corpus):
     output, _ = skill_run
     stamps = {p: p.stat().st_mtime for p in (output / "stages").iterdir()}
     log = run_recipe(
-        "skill_wavlm.yaml", tiny_overrides(builtin_corpus, output, SHIPPED_TEACHER)
+        "skill_wavlm.yaml", recipe_args("skill_wavlm.yaml", output, builtin_corpus)
     )
     assert {p: p.stat().st_mtime for p in (output / "stages").iterdir()} == stamps
     assert "Going into epoch" not in log
@@ -109,16 +111,17 @@ def test_dphubert_mode_uses_fixed_layers_and_skips_clustering(
 ):
     # min_duration 3.3 s drops about half of the built-in training clips
     # (2.8-4.1 s), which also exercises the duration filter's warning.
-    args = tiny_overrides(
-        builtin_corpus,
+    args = recipe_args(
+        "dphubert_wavlm.yaml",
         tmp_path,
-        tiny_wavlm,
+        builtin_corpus,
+        teacher_source=tiny_wavlm,
+        groups="[[0],[2],[4]]",
         prune_steps=2,
         final_steps=1,
         min_duration=3.3,
     )
-    args = [a for a in args if not a.startswith("--num_groups")]
-    log = run_recipe("dphubert_wavlm.yaml", [*args, "--groups=[[0],[2],[4]]"])
+    log = run_recipe("dphubert_wavlm.yaml", args)
     assert not (tmp_path / "layer_analysis").exists()
     report = json.loads((tmp_path / "student" / "report.json").read_text())
     assert report["groups"] == [[0], [2], [4]] and report["student_layers"] == [0, 2, 4]
@@ -145,8 +148,13 @@ def test_duration_filter_leaving_nothing_stops_before_the_first_stage(
 def test_killed_run_resumes_from_its_last_checkpoint(
     builtin_corpus, tiny_wavlm, tmp_path
 ):
-    args = tiny_overrides(
-        builtin_corpus, tmp_path, tiny_wavlm, prune_steps=30, ckpt_interval_steps=2
+    args = recipe_args(
+        "skill_wavlm.yaml",
+        tmp_path,
+        builtin_corpus,
+        teacher_source=tiny_wavlm,
+        prune_steps=30,
+        ckpt_interval_steps=2,
     )
     history = tmp_path / "prune" / "history.jsonl"
     process = run_recipe("skill_wavlm.yaml", args, background=True)
@@ -221,10 +229,11 @@ def test_full_disk_names_the_folder_and_the_rerun_loses_no_progress(
     builtin_corpus, tiny_wavlm, tmp_path
 ):
     # Issue 12 case 7: a full disk used to end in torch's "unexpected pos".
-    args = tiny_overrides(
-        builtin_corpus,
+    args = recipe_args(
+        "skill_wavlm.yaml",
         tmp_path,
-        tiny_wavlm,
+        builtin_corpus,
+        teacher_source=tiny_wavlm,
         prune_steps=8,
         final_steps=2,
         ckpt_interval_steps=2,
@@ -263,10 +272,11 @@ def test_bad_files_in_the_manifest_are_skipped_and_counted(
         writer = csv.writer(handle)
         writer.writerow(["bad-nan", 1.0, str(nan_wav), "1", "X"])
         writer.writerow(["bad-missing", 1.0, str(tmp_path / "gone.flac"), "1", "X"])
-    args = tiny_overrides(
-        builtin_corpus,
+    args = recipe_args(
+        "skill_wavlm.yaml",
         tmp_path / "run",
-        tiny_wavlm,
+        builtin_corpus,
+        teacher_source=tiny_wavlm,
         prune_steps=24,  # more than one epoch (18 one-utterance batches)
         final_steps=2,
         skip_prep=True,
@@ -289,10 +299,12 @@ def test_long_enough_run_reaches_the_target_parameter_count(
     # With reg_lr 0.1 the tiny model's expected sparsity tracks the target within
     # ~120 steps (measured: 0.744 at step 120, 0.75 from step 240); 200 steps leave
     # margin. The reference 0.02 needs several hundred more.
-    args = tiny_overrides(
-        builtin_corpus,
+    args = recipe_args(
+        "dphubert_wavlm.yaml",
         tmp_path,
-        tiny_wavlm,
+        builtin_corpus,
+        teacher_source=tiny_wavlm,
+        groups="[[0],[2],[4]]",
         prune_steps=200,
         sparsity_warmup_steps=100,
         prune_warmup_steps=10,
@@ -300,11 +312,78 @@ def test_long_enough_run_reaches_the_target_parameter_count(
         final_steps=2,
         log_interval=10,
     )
-    args = [a for a in args if not a.startswith("--num_groups")]
-    run_recipe("dphubert_wavlm.yaml", [*args, "--groups=[[0],[2],[4]]"])
+    run_recipe("dphubert_wavlm.yaml", args)
     report = json.loads((tmp_path / "student" / "report.json").read_text())
     wanted = (1 - 0.75) * report["unpruned_student_params"]
     assert abs(report["student_params"] - wanted) <= 0.02 * wanted
     assert report["student_params"] == sum(
         p.numel() for p in load_student(tmp_path / "student").parameters()
     )
+
+
+# ------------------------------------------------------------ stale stages (issue 12)
+def _rerun(skill_run, builtin_corpus, folder, expect_failure=False, **changes):
+    """Copy the main run to ``folder`` and rerun it there with ``changes``."""
+    if not folder.exists():
+        shutil.copytree(skill_run[0], folder)
+    args = recipe_args("skill_wavlm.yaml", folder, builtin_corpus, **changes)
+    return run_recipe("skill_wavlm.yaml", args, expect_failure=expect_failure)
+
+
+def _records(folder):
+    return {
+        path.stem: json.loads(path.read_text())
+        for path in (folder / "stages").glob("*.json")
+    }
+
+
+def test_changed_target_sparsity_recomputes_pruning_and_later_stages(
+    skill_run, builtin_corpus, tmp_path
+):
+    folder = tmp_path / "run"
+    before = _records(skill_run[0])
+    log = _rerun(skill_run, builtin_corpus, folder, target_sparsity=0.3)
+    after = _records(folder)
+    assert after["layer_groups"]["fingerprint"] == before["layer_groups"]["fingerprint"]
+    for stage in ("prune", "materialise", "final", "export"):
+        assert after[stage]["fingerprint"] != before[stage]["fingerprint"], stage
+        assert after[stage]["status"] == "finished", stage
+    assert "target_sparsity: 0.75 -> 0.3" in log
+    # The pruning stage ran again from its first step, towards the new target...
+    history = [json.loads(line) for line in (folder / "prune" / "history.jsonl").open()]
+    assert [entry["step"] for entry in history] == list(range(1, 9))
+    assert history[-1]["target_sparsity"] == pytest.approx(0.3)
+    # ... and the report describes the student that was exported.
+    report = json.loads((folder / "student" / "report.json").read_text())
+    assert report["target_sparsity"] == 0.3
+    exported = load_student(folder / "student")
+    assert report["student_params"] == sum(p.numel() for p in exported.parameters())
+    pruned = load_student(folder / "pruned_student")
+    assert pruned.config.to_dict() == exported.config.to_dict()
+
+    # Stopping instead: the run names the change and leaves the folder alone.
+    stamp = (folder / "student" / "report.json").stat().st_mtime
+    log = _rerun(
+        skill_run,
+        builtin_corpus,
+        folder,
+        expect_failure=True,
+        target_sparsity=0.5,
+        on_stale="stop",
+    )
+    assert "target_sparsity: 0.3 -> 0.5" in log and "--on_stale=recompute" in log
+    assert (folder / "student" / "report.json").stat().st_mtime == stamp
+
+
+def test_changed_number_of_groups_reaches_the_exported_heads(
+    skill_run, builtin_corpus, tmp_path
+):
+    folder = tmp_path / "run"
+    _rerun(skill_run, builtin_corpus, folder, num_groups=4)
+    report = json.loads((folder / "student" / "report.json").read_text())
+    assert len(report["groups"]) == len(report["student_layers"]) == 4
+    groups = json.loads((folder / "layer_analysis" / "groups.json").read_text())
+    assert groups["groups"] == report["groups"]
+    width = load_student(folder / "student").config.hidden_size
+    heads = LayerProjections(report["student_layers"], width)
+    heads.load_state_dict(torch.load(folder / "student" / "heads.ckpt"))

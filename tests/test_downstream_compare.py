@@ -1,10 +1,14 @@
 """The comparison command: one row per upstream with measured values."""
 
+import csv
 import json
+
+import pytest
 
 from speechbrain_skill.downstream.compare import main
 
 
+@pytest.mark.slow
 def test_compare_kws_on_three_upstreams(builtin_corpus, tiny_wavlm, tmp_path):
     from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
 
@@ -34,8 +38,18 @@ def test_compare_kws_on_three_upstreams(builtin_corpus, tiny_wavlm, tmp_path):
     assert rows["teacher"]["params"] > rows["student"]["params"]
     assert rows["student"]["params"] == rows["floor"]["params"]
     assert rows["floor"]["kind"] == "random-student"
+    # Each accuracy is a count of correct test clips out of the clips, and the
+    # table shows what each run wrote in its results file.
+    with open(next(out.rglob("save/test.csv")), newline="") as handle:
+        clips = len(list(csv.DictReader(handle)))
+    measured = sorted(
+        json.loads(path.read_text())["results"]["test"]["accuracy"]
+        for path in out.rglob("test_results.json")
+    )
+    assert sorted(row["metrics"]["kws"] for row in rows.values()) == measured
     for row in rows.values():
-        assert 0.0 <= row["metrics"]["kws"] <= 100.0
+        correct = row["metrics"]["kws"] * clips / 100
+        assert abs(correct - round(correct)) < 1e-3
         assert row["x_real_time"] > 0 and row["cpu_ms_per_second"] > 0
         assert len(row["layer_weights"]["kws"]) in (3, 5)
     table = (out / "comparison.md").read_text()

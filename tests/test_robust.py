@@ -7,18 +7,18 @@ import pytest
 import soundfile as sf
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from recipe_runner import RECIPE, distil_overrides, run_recipe, tiny_overrides
+from recipe_runner import RECIPE, recipe_args, run_recipe
 
 from speechbrain_skill.data.corruption import SpeechCorruption, snr_db
 from speechbrain_skill.data.dataio import AudioBatch
 from speechbrain_skill.data.rir import synthetic_rir
+from speechbrain_skill.distillation import stages
 from speechbrain_skill.distillation.brains import (
     DistillationBrain,
     PruningDistillationBrain,
 )
 from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss, EnhancementLoss
-from speechbrain_skill.distillation.stages import DistillationPipeline
 from speechbrain_skill.lobes.enhancement import EnhancementHead
 from speechbrain_skill.lobes.heads import LayerProjections, PredictionHeads
 from speechbrain_skill.lobes.student import PrunableSSLStudent, load_student
@@ -200,7 +200,14 @@ def test_conv_features_with_conv_pruning_fail_before_training(tmp_path, tiny_wav
     with open(RECIPE / "hparams" / "skill_wavlm.yaml") as handle:
         hparams = load_hyperpyyaml(handle, overrides)
     with pytest.raises(ValueError, match="enhancement_features: projection"):
-        DistillationPipeline(hparams, {"device": "cpu"})
+        stages.check_models(
+            hparams["teacher"],
+            hparams["student"],
+            hparams["groups"],
+            hparams["num_groups"],
+            hparams["student_layers"],
+            hparams["auxiliary_loss"],
+        )
 
 
 # ---------------------------------------------------------------- fixed batch
@@ -214,9 +221,12 @@ def _fixed_batch():
     )
 
 
+def _adamw(params):
+    return torch.optim.AdamW(params, lr=1e-3)
+
+
 def _robust_hparams(**extra):
     return {
-        "opt_class": lambda params: torch.optim.AdamW(params, lr=1e-3),
         "lr_annealing": lambda optimizer: None,
         "log_interval": 10**6,
         "student_input_transform": SpeechCorruption(),
@@ -242,7 +252,6 @@ def test_robustdistiller_loss_decreases_on_a_fixed_batch(tiny_wavlm):
     torch.manual_seed(0)
     hparams = _robust_hparams(
         features="conv",
-        groups=[[2], [3], [4]],
         distill_loss=DistillationLoss(cos_type="neg_log_sigmoid"),
     )
     modules = {
@@ -251,7 +260,9 @@ def test_robustdistiller_loss_decreases_on_a_fixed_batch(tiny_wavlm):
         "heads": PredictionHeads([2, 2, 2], 32),
         "enhancement": EnhancementHead(16, hidden_size=32, num_layers=2),
     }
-    brain = DistillationBrain(modules=modules, hparams=hparams, run_opts={})
+    brain = DistillationBrain(
+        [[2], [3], [4]], modules, _adamw, hparams=hparams, run_opts={}
+    )
     distill, enhancement = _train_on_fixed_batch(brain)
     assert distill[-1] < 0.9 * distill[0], distill
     assert enhancement[-1] < 0.9 * enhancement[0], enhancement
@@ -261,7 +272,6 @@ def test_robust_skill_loss_decreases_on_a_fixed_batch(tiny_wavlm):
     torch.manual_seed(0)
     hparams = _robust_hparams(
         features="projection",
-        groups=[[0], [1, 2], [3, 4]],
         distill_loss=DistillationLoss(cos_type="neg_cos"),
         gate_opt_class=lambda params: torch.optim.AdamW(params, lr=0.02),
         lambda_opt_class=lambda params: torch.optim.AdamW(
@@ -278,7 +288,9 @@ def test_robust_skill_loss_decreases_on_a_fixed_batch(tiny_wavlm):
         "lagrangian": SparsityLagrangian(0.5, warmup_steps=20),
         "enhancement": EnhancementHead(32, hidden_size=32, num_layers=2),
     }
-    brain = PruningDistillationBrain(modules=modules, hparams=hparams, run_opts={})
+    brain = PruningDistillationBrain(
+        [[0], [1, 2], [3, 4]], modules, _adamw, hparams=hparams, run_opts={}
+    )
     distill, enhancement = _train_on_fixed_batch(brain)
     assert distill[-1] < distill[0] - 0.1 * abs(distill[0]), distill
     assert enhancement[-1] < 0.9 * enhancement[0], enhancement
@@ -295,10 +307,18 @@ def _assert_enhancement_saved_and_loadable(checkpoint_root, export, input_dim):
     EnhancementHead(input_dim).load_state_dict(exported)
 
 
+@pytest.mark.slow
 def test_robustdistiller_recipe_trains_exports_and_reloads(
     builtin_corpus, tiny_wavlm, tmp_path
 ):
-    args = distil_overrides(builtin_corpus, tmp_path, tiny_wavlm, final_steps=5)
+    args = recipe_args(
+        "robustdistiller_wavlm.yaml",
+        tmp_path,
+        builtin_corpus,
+        teacher_source=tiny_wavlm,
+        groups="[[2],[3],[4]]",
+        final_steps=5,
+    )
     run_recipe("robustdistiller_wavlm.yaml", args)
     history = [json.loads(x) for x in (tmp_path / "final" / "history.jsonl").open()]
     assert [entry["step"] for entry in history] == list(range(1, 6))
@@ -314,13 +334,20 @@ def test_robustdistiller_recipe_trains_exports_and_reloads(
     assert torch.isfinite(hidden).all()
 
 
+@pytest.mark.slow
 def test_robust_skill_recipe_prunes_exports_and_reloads(
     builtin_corpus, tiny_wavlm, tmp_path
 ):
-    args = tiny_overrides(
-        builtin_corpus, tmp_path, tiny_wavlm, prune_steps=4, final_steps=2
+    args = recipe_args(
+        "skill_wavlm.yaml",
+        tmp_path,
+        builtin_corpus,
+        teacher_source=tiny_wavlm,
+        prune_steps=4,
+        final_steps=2,
+        robust=True,
     )
-    run_recipe("skill_wavlm.yaml", [*args, "--robust=True"])
+    run_recipe("skill_wavlm.yaml", args)
     for stage in ("prune", "final"):
         history = [json.loads(x) for x in (tmp_path / stage / "history.jsonl").open()]
         assert all(entry["enhancement_loss"] > 0 for entry in history), stage

@@ -36,13 +36,13 @@ def test_changed_setting_removes_the_outputs_and_reruns(tmp_path, finished):
     records = StageRecords(tmp_path / "stages")
     outputs = [tmp_path / "prune", tmp_path / "history.jsonl"]
     stage = records.stage("prune", {"target_sparsity": 0.75}, {}, outputs=outputs)
-    outputs[0].mkdir()
+    (outputs[0] / "checkpoints" / "CKPT+1").mkdir(parents=True)
     outputs[1].write_text("{}\n")
     if finished:
         stage.finish({"expected_sparsity": 0.7})
     stale = records.stage("prune", {"target_sparsity": 0.3}, {}, outputs=outputs)
     assert not stale.done and stale.fingerprint != stage.fingerprint
-    assert not outputs[0].exists() and not outputs[1].exists()
+    assert list(outputs[0].iterdir()) == [] and not outputs[1].exists()
     record = json.loads((tmp_path / "stages" / "prune.json").read_text())
     assert (
         record["status"] == "started" and record["settings"]["target_sparsity"] == 0.3

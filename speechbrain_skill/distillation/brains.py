@@ -12,10 +12,13 @@ sparsity Lagrangian: three optimizers (main weights; gate ``log_alpha`` at
 
 Modules expected in ``modules``: ``teacher`` (FrozenSSLTeacher), ``student``
 (PrunableSSLStudent), ``heads`` (LayerProjections / PredictionHeads), and for
-pruning ``lagrangian`` (SparsityLagrangian). Hyperparameters used:
-``distill_loss``, ``groups``, ``group_weights`` (optional), ``opt_class``,
-``lr_annealing``, ``max_steps``, ``log_interval``, ``train_logger``, and for
-pruning ``gate_opt_class``, ``lambda_opt_class``.
+pruning ``lagrangian`` (SparsityLagrangian). The teacher layer groups are
+an argument (``groups``); ``opt_class`` is SpeechBrain's optimizer argument.
+Hyperparameters used (a recipe passes one block per stage, e.g.
+``prune_hparams``): ``distill_loss``, ``group_weights`` (optional),
+``lr_annealing``, ``max_steps``, ``log_interval``, ``train_logger``,
+``history_path``, ``student_input_transform`` and ``auxiliary_loss``
+(optional), and for pruning ``gate_opt_class``, ``lambda_opt_class``.
 """
 
 import json
@@ -24,7 +27,7 @@ import os
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, rank_prefixed_message
 
 from speechbrain_skill.distillation.losses import target_fit
 from speechbrain_skill.distillation.targets import align_frames, group_targets
@@ -42,14 +45,26 @@ logger = logging.getLogger(__name__)
 
 
 class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
-    """Distil a student from a frozen teacher's (grouped) hidden states."""
+    """Distil a student from a frozen teacher's (grouped) hidden states.
 
-    def __init__(self, *args, **kwargs):
+    Arguments
+    ---------
+    groups : list of list of int
+        Teacher layer groups; target ``g`` is the mean of the states in group
+        ``g`` (one per head).
+    *args, **kwargs
+        Those of :class:`speechbrain.Brain` (``modules``, ``opt_class``,
+        ``hparams``, ``run_opts``, ``checkpointer``).
+    """
+
+    def __init__(self, groups, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.groups = [list(group) for group in groups]
         max_steps = getattr(self.hparams, "max_steps", None)
         if max_steps is not None and self.optimizer_step_limit is None:
             self.optimizer_step_limit = int(max_steps)
         self.skipped = {}
+        self.trained_utterances = 0
         self.last_parts = {}
         self.fit_sums = {}
         self.history_path = getattr(self.hparams, "history_path", None)
@@ -67,7 +82,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         teacher_hidden, frame_lens = self.modules.teacher(wavs, wav_lens)
         targets = group_targets(
             teacher_hidden,
-            self.hparams.groups,
+            self.groups,
             getattr(self.hparams, "group_weights", None),
         )
         student_wavs = wavs
@@ -137,13 +152,28 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
 
     def init_optimizers(self):
         """One optimizer for student weights and heads (the teacher is frozen)."""
-        self.optimizer = self.hparams.opt_class(self.main_parameters())
+        self.optimizer = self.opt_class(self.main_parameters())
         self.optimizers_dict = {"main": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
+    def fit(self, *args, **kwargs):
+        """:meth:`speechbrain.Brain.fit`, then a line from every process.
+
+        Under DDP each process reports its own share, which shows that all of
+        them trained (the other logs come from the main process only).
+        """
+        super().fit(*args, **kwargs)
+        message = (
+            f"training ended at optimizer step {self.optimizer_step}; "
+            f"{self.trained_utterances} utterances trained on by this process "
+            "in this run"
+        )
+        print(rank_prefixed_message(message), flush=True)
+
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Step the learning-rate schedule and log step-level statistics."""
+        self.trained_utterances += int(outputs["wavs"].shape[0])
         if not should_step:
             return
         self.hparams.lr_annealing(self.optimizer)

@@ -89,33 +89,42 @@ def plot_curves(histories, path):
     return str(path)
 
 
-def write_report(output_folder, hparams, summary):
+def write_report(
+    output_folder, export_folder, teacher, teacher_source, target_sparsity, summary
+):
     """Write ``report.json``, ``report.md`` and ``curves.png`` and print a summary.
 
     Arguments
     ---------
     output_folder : str or os.PathLike
         The run's output folder (histories are read from its stage folders).
-    hparams : dict
-        Recipe hyperparameters (teacher, target sparsity, export folder, loaders).
+    export_folder : str or os.PathLike
+        The exported student (the report is written next to it).
+    teacher : FrozenSSLTeacher
+        The teacher (its parameter count).
+    teacher_source : str
+        How the teacher was given (hub id, folder, ``builtin:``).
+    target_sparsity : float or None
+        The pruning target; None without pruning.
     summary : dict
-        Facts gathered by the pipeline (groups, losses, skipped files).
+        Facts gathered by the stages (groups, losses and their definition,
+        skipped files).
 
     Returns
     -------
     dict
         The report.
     """
-    from speechbrain_skill.lobes.student import num_params
+    from speechbrain_skill.lobes.student import load_student, num_params
 
     output_folder = Path(output_folder)
-    export = Path(hparams["export_folder"])
-    student = hparams["load_student"](export)
-    teacher_params = num_params(hparams["teacher"].model)
+    export = Path(export_folder)
+    student = load_student(export)
+    teacher_params = num_params(teacher.model)
     student_params = num_params(student)
     reference = student.config.unpruned_num_params or teacher_params
     report = {
-        "teacher": str(hparams["teacher_source"]),
+        "teacher": str(teacher_source),
         "teacher_params": teacher_params,
         "student_params": student_params,
         "unpruned_student_params": reference,
@@ -123,11 +132,8 @@ def write_report(output_folder, hparams, summary):
         # teacher for SKILL/DPHuBERT); the size ratio against the teacher too.
         "sparsity_reached": round(1.0 - student_params / reference, 4),
         "fraction_of_teacher": round(student_params / teacher_params, 4),
-        "target_sparsity": hparams.get("target_sparsity")
-        if hparams.get("prune", True)
-        else None,
+        "target_sparsity": target_sparsity,
         **summary,
-        "loss_definition": _describe_loss(hparams),
         "student_dir": str(export),
     }
     histories = {
@@ -144,13 +150,29 @@ def write_report(output_folder, hparams, summary):
     return report
 
 
-def _describe_loss(hparams):
-    loss = hparams.get("distill_loss")
-    describe = getattr(loss, "describe", None)
-    text = describe() if describe is not None else type(loss).__name__
-    auxiliary = hparams.get("auxiliary_loss")
-    if auxiliary is not None:
-        text += f" + {type(auxiliary).__name__}"
+def describe_loss(distill_loss, auxiliary_loss=None):
+    """The training loss in words, for the report.
+
+    Arguments
+    ---------
+    distill_loss : object
+        The distillation loss (its ``describe()`` if it has one).
+    auxiliary_loss : object, optional
+        An extra loss term (e.g. the enhancement loss).
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> describe_loss(object(), auxiliary_loss=[])
+    'object + list'
+    """
+    describe = getattr(distill_loss, "describe", None)
+    text = describe() if describe is not None else type(distill_loss).__name__
+    if auxiliary_loss is not None:
+        text += f" + {type(auxiliary_loss).__name__}"
     return text
 
 

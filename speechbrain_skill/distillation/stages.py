@@ -1,473 +1,436 @@
-"""The stages of a distillation run (docs/design.md section 3), resumable, DDP-aware.
+"""Pieces of the distillation recipe's stages; the order lives in its ``train.py``.
 
-1. layer groups: given in the yaml, or found by similarity + clustering on a
-   calibration subset (SKILL); written to ``<output>/layer_analysis``;
-2. distill + prune (hard-concrete gates, Lagrangian), step-interval checkpoints;
-3. materialise the pruned student (physically smaller tensors);
-4. final distillation without the sparsity penalty;
-5. export: the student directory (loadable with one call), a report, and the
-   ``export`` formats (:mod:`speechbrain_skill.export`: Hugging Face compact
-   and stock, SpeechBrain interface, ONNX), each with a model card.
-
-Each stage leaves ``<output>/stages/<stage>.json`` when it finishes; a re-run
-skips finished stages, and an unfinished one resumes from its last checkpoint
-(optimizers, schedulers, gates, multipliers, step counter and data position).
-Methods without pruning (DistilHuBERT) skip stages 2-3.
+The recipe (``recipes/LibriSpeech/distillation/train.py``) runs: data
+preparation; layer groups (given, or found by layer similarity + clustering);
+distillation + structured pruning; materialisation of the pruned student;
+final distillation; export and report. This module holds what a stage needs
+besides a Brain: the configuration checks (plain settings before any model
+is built, then against the loaded teacher and student), the layer-groups
+search, the student folders passed between stages, and the end-of-stage
+checkpoint. Which stages a rerun skips is decided by
+:mod:`speechbrain_skill.training.stage_records`.
 """
 
 import json
 import logging
-import os
-import shlex
-import sys
 from pathlib import Path
 
-import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_skill.data.dataio import (
-    SkipBadAudioCollate,
-    make_audio_dataloader,
-    make_audio_dataset,
-    make_dynamic_batch_sampler,
-)
+from speechbrain_skill.data.dataio import make_audio_dataloader
 from speechbrain_skill.data.manifests import count_exclusions
-from speechbrain_skill.distillation.brains import (
-    DistillationBrain,
-    PruningDistillationBrain,
-)
 from speechbrain_skill.distillation.lagrangian import validate_target_sparsity
-from speechbrain_skill.distillation.report import write_report
 from speechbrain_skill.distillation.targets import default_student_layers
 from speechbrain_skill.layer_groups.clustering import validate_k
 from speechbrain_skill.layer_groups.groups_file import load_groups, validate_groups
-from speechbrain_skill.training.batch_skipping import count_skipped, merge_skipped
-from speechbrain_skill.training.checkpoints import CompleteCheckpointer
+from speechbrain_skill.training.batch_skipping import count_skipped
+from speechbrain_skill.training.checks import (
+    ConfigurationError,
+    check_data_folder,
+    check_positive,
+    check_run_options,
+)
 from speechbrain_skill.training.modules import unwrap
-from speechbrain_skill.training.progress import stage_banner
+from speechbrain_skill.training.stage_records import ON_STALE
 
 logger = logging.getLogger(__name__)
 
-
-def _read_json(path):
-    return json.loads(Path(path).read_text())
-
-
-def _write_json(path, content):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+STEP_BUDGETS = ("prune_steps", "final_steps")
+STEP_COUNTS = ("log_interval", "num_buckets", "calibration_utterances")
+WARMUPS = ("prune_warmup_steps", "final_warmup_steps", "sparsity_warmup_steps")
+SECONDS = ("max_batch_seconds", "max_crop_seconds", "valid_max_seconds")
 
 
-class DistillationPipeline:
-    """Run the stages of a SKILL / DPHuBERT / DistilHuBERT recipe from its hparams.
+def check_settings(settings, run_opts):
+    """Check a distillation recipe's plain settings; nothing is loaded.
+
+    Run option conflicts, the data folder (or the manifests with
+    ``skip_prep``), step budgets, target sparsity, the number of groups and
+    the shape of explicit groups. Checks that need the teacher's depth are in
+    :func:`check_models`.
 
     Arguments
     ---------
-    hparams : dict
-        The loaded recipe yaml (see ``recipes/LibriSpeech/distillation/hparams``).
-    run_opts : dict
-        SpeechBrain run options (device, precision, DDP, checkpoint interval).
+    settings : dict
+        From :func:`speechbrain_skill.training.checks.read_settings`.
+    run_opts : RunOptions or dict
+        SpeechBrain run options from the command line.
 
-    The constructor validates the configuration, so bad values fail before any
-    data preparation or training.
+    Example
+    -------
+    >>> import tempfile
+    >>> settings = {"data_folder": tempfile.mkdtemp(), "prune": True,
+    ...             "target_sparsity": 0.75, "prune_steps": 0, "final_steps": 10}
+    >>> check_settings(settings, {})
+    Traceback (most recent call last):
+      ...
+    speechbrain_skill.training.checks.ConfigurationError: prune_steps must be ...
     """
-
-    def __init__(self, hparams, run_opts):
-        self.hparams = hparams
-        self.run_opts = run_opts
-        self.output = Path(hparams["output_folder"])
-        self.teacher = hparams["teacher"]
-        self.num_states = self.teacher.num_hidden_states
-        self.validate()
-
-    # ------------------------------------------------------------ validation
-    def validate(self):
-        """Check the configuration against the teacher; clear errors, no training."""
-        hp = self.hparams
-        if hp.get("prune", True):
-            validate_target_sparsity(hp["target_sparsity"])
-        if hp.get("groups"):
-            validate_groups(hp["groups"], self.num_states)
-        else:
-            validate_k(hp["num_groups"], self.num_states)
-        num_student_states = unwrap(hp["student"]).num_hidden_states
-        for layer in hp.get("student_layers") or []:
-            if not 0 <= int(layer) < num_student_states:
-                raise ValueError(
-                    f"student_layers has index {layer}, but the student has "
-                    f"{num_student_states} hidden states (0..{num_student_states - 1})."
-                )
-        for key in ("max_batch_seconds", "max_crop_seconds"):
-            if hp.get(key) is not None and float(hp[key]) <= 0:
-                raise ValueError(f"{key} must be positive, got {hp[key]}.")
-        # An auxiliary loss may depend on the student (e.g. the enhancement head).
-        check = getattr(hp.get("auxiliary_loss"), "validate_student", None)
-        if check is not None:
-            check(unwrap(hp["student"]))
-
-    # ------------------------------------------------------------ helpers
-    def make_heads(self, student_layers):
-        """The target heads, sized from the teacher."""
-        return self.hparams["make_heads"](
-            student_layers=student_layers, input_dim=self.teacher.config.hidden_size
+    check_run_options(settings, run_opts)
+    check_data_folder(
+        settings.get("data_folder"),
+        skip_prep=settings.get("skip_prep", False),
+        manifests=[settings.get("train_csv"), settings.get("valid_csv")],
+    )
+    pruning = settings.get("prune", True)
+    budgets = STEP_BUDGETS if pruning else STEP_BUDGETS[1:]
+    check_positive(settings, (*budgets, *STEP_COUNTS))
+    check_positive(settings, WARMUPS, allow_zero=True)
+    check_positive(settings, SECONDS, integer=False)
+    if pruning and "target_sparsity" in settings:
+        try:
+            validate_target_sparsity(settings["target_sparsity"])
+        except (TypeError, ValueError) as err:
+            raise ConfigurationError(str(err)) from err
+    if settings.get("groups"):
+        validate_groups(settings["groups"])
+    elif "num_groups" in settings:
+        check_positive(settings, ["num_groups"])
+    on_stale = settings.get("on_stale", "recompute")
+    if on_stale not in ON_STALE:
+        raise ConfigurationError(
+            f"on_stale must be one of {ON_STALE}, got {on_stale!r}."
         )
 
-    def stage_file(self, stage):
-        """Path of the marker a finished stage leaves."""
-        return self.output / "stages" / f"{stage}.json"
 
-    def finished(self, stage):
-        """The summary of a finished stage, or None."""
-        path = self.stage_file(stage)
-        return _read_json(path) if path.is_file() else None
+def check_models(teacher, student, groups, num_groups, student_layers, auxiliary_loss):
+    """Check the settings that depend on the loaded teacher and student.
 
-    def mark_finished(self, stage, summary):
-        """Record a finished stage (main process only)."""
-        if if_main_process():
-            _write_json(self.stage_file(stage), summary)
-        sb.utils.distributed.ddp_barrier()
+    Arguments
+    ---------
+    teacher : FrozenSSLTeacher
+        The teacher (its number of hidden states bounds groups and K).
+    student : PrunableSSLStudent
+        The student (bounds ``student_layers``).
+    groups : list of list of int or None
+        Explicit groups; None: K groups found by clustering.
+    num_groups : int or None
+        K, for clustering.
+    student_layers : list of int or None
+        Explicit student layer per group.
+    auxiliary_loss : object or None
+        E.g. the enhancement loss; its ``validate_student`` runs if it has one.
 
-    def datasets(self):
-        """Train (random crops, dynamic batches) and validation sets + loader kwargs."""
-        hp = self.hparams
-        train = make_audio_dataset(
-            hp["train_csv"],
-            max_crop_seconds=hp["max_crop_seconds"],
-            random_crop=True,
-            min_duration=hp["min_duration"],
-            max_duration=hp["max_duration"],
-            warn_fraction=hp["duration_filter_warn_fraction"],
-        )
-        valid = make_audio_dataset(
-            hp["valid_csv"],
-            max_crop_seconds=hp["valid_max_seconds"],
-            random_crop=False,
-            sort="ascending",
-            max_utterances=hp["valid_max_utterances"],
-        )
-        sampler = make_dynamic_batch_sampler(
-            train,
-            max_batch_seconds=hp["max_batch_seconds"],
-            num_buckets=hp["num_buckets"],
-            shuffle=True,
-            seed=hp["seed"],
-            max_crop_seconds=hp["max_crop_seconds"],
-        )
-        collate = SkipBadAudioCollate()
-        train_kwargs = dict(
-            batch_sampler=sampler, collate_fn=collate, num_workers=hp["num_workers"]
-        )
-        valid_kwargs = dict(
-            batch_size=hp["valid_batch_size"],
-            collate_fn=collate,
-            num_workers=hp["num_workers"],
-        )
-        return train, valid, train_kwargs, valid_kwargs
-
-    # ------------------------------------------------------------ stage 1
-    def layer_groups(self):
-        """Groups of teacher layers and the student layer for each (stage 2-3)."""
-        hp = self.hparams
-        if hp.get("groups"):
-            groups = validate_groups(hp["groups"], self.num_states)
-            source = "configuration"
-        else:
-            analysis_dir = self.output / "layer_analysis"
-            settings = {
-                "teacher": str(hp["teacher_source"]),
-                "k": hp["num_groups"],
-                "linkage": hp["linkage"],
-                "measure": hp["similarity_measure"],
-                "calibration_utterances": hp["calibration_utterances"],
-                "calibration_csv": str(hp["calibration_csv"]),
-            }
-            done = self.finished("layer_groups")
-            if not done or done.get("settings") != settings:
-                run_on_main(self._run_layer_analysis, args=(analysis_dir, settings))
-            groups = load_groups(analysis_dir / "groups.json", self.num_states)
-            source = "clustering"
-        student_layers = hp.get("student_layers") or default_student_layers(groups)
-        if len(student_layers) != len(groups):
-            raise ValueError(
-                f"student_layers has {len(student_layers)} entries for "
-                f"{len(groups)} groups."
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent
+    >>> from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+    >>> path = save_tiny_model(tempfile.mkdtemp())
+    >>> teacher, student = FrozenSSLTeacher(path), PrunableSSLStudent.from_hf(path)
+    >>> check_models(teacher, student, None, 6, None, None)
+    Traceback (most recent call last):
+      ...
+    ValueError: K must be between 1 and the number of hidden states (5), got 6.
+    """
+    num_states = teacher.num_hidden_states
+    if groups:
+        validate_groups(groups, num_states)
+    else:
+        validate_k(num_groups, num_states)
+    num_student_states = unwrap(student).num_hidden_states
+    for layer in student_layers or []:
+        if not 0 <= int(layer) < num_student_states:
+            raise ConfigurationError(
+                f"student_layers has index {layer}, but the student has "
+                f"{num_student_states} hidden states (0..{num_student_states - 1})."
             )
-        return groups, [int(layer) for layer in student_layers], source
+    check = getattr(auxiliary_loss, "validate_student", None)
+    if check is not None:
+        check(unwrap(student))
 
-    def _run_layer_analysis(self, analysis_dir, settings):
-        from speechbrain_skill.layer_groups.analysis import run_layer_analysis
 
-        hp = self.hparams
-        loader = make_audio_dataloader(
-            hp["calibration_csv"],
-            batch_size=hp["calibration_batch_size"],
-            max_utterances=hp["calibration_utterances"],
-            seed=hp["seed"],
-            max_seconds=hp["calibration_max_seconds"],
+def configured_groups(groups, student_layers, num_states):
+    """Groups given in the yaml and the student layer of each.
+
+    Arguments
+    ---------
+    groups : list of list of int
+        Teacher layer groups.
+    student_layers : list of int or None
+        Student layer per group; None: the deepest layer of each group.
+    num_states : int
+        Teacher hidden states.
+
+    Returns
+    -------
+    tuple of (list of list of int, list of int)
+
+    Example
+    -------
+    >>> configured_groups([[0], [1, 2]], None, 5)
+    ([[0], [1, 2]], [0, 2])
+    """
+    groups = validate_groups(groups, num_states)
+    layers = student_layers or default_student_layers(groups)
+    if len(layers) != len(groups):
+        raise ConfigurationError(
+            f"student_layers has {len(layers)} entries for {len(groups)} groups."
         )
-        result = run_layer_analysis(
-            self.teacher,
-            loader,
-            analysis_dir,
-            k=hp["num_groups"],
-            linkage=hp["linkage"],
-            measure=hp["similarity_measure"],
-            teacher_name=str(hp["teacher_source"]),
-            max_frames_per_utterance=hp["max_frames_per_utterance"],
-            seed=hp["seed"],
-            device=self.run_opts.get("device", "cpu") or "cpu",
-            progress=not self.run_opts.get("noprogressbar", False),
-            metadata={"manifest": str(hp["calibration_csv"])},
-        )
-        print(result.summary())
-        _write_json(
-            self.stage_file("layer_groups"),
-            {"settings": settings, "groups": result.groups},
-        )
+    return groups, [int(layer) for layer in layers]
 
-    # ------------------------------------------------------------ stages 2-4
-    def _stage_hparams(self, prefix, history_path):
-        hp = self.hparams
-        stage = dict(hp)
-        stage.update(
-            max_steps=hp[f"{prefix}_steps"],
-            opt_class=hp[f"{prefix}_opt_class"],
-            lr_annealing=hp[f"{prefix}_lr_annealing"],
-            history_path=str(history_path),
-            stage_name=prefix,
-        )
-        return stage
 
-    def _fit(self, brain_class, prefix, modules, recoverables, groups):
-        hp = self.hparams
-        stage_dir = self.output / prefix
-        counter = hp[f"{prefix}_epoch_counter"]
-        checkpointer = CompleteCheckpointer(
-            stage_dir / "checkpoints",
-            recoverables={
-                **recoverables,
-                "lr_annealing": hp[f"{prefix}_lr_annealing"],
-                "counter": counter,
-            },
-        )
-        stage_hparams = self._stage_hparams(prefix, stage_dir / "history.jsonl")
-        stage_hparams["groups"] = groups
-        brain = brain_class(
-            modules=modules,
-            hparams=stage_hparams,
-            run_opts=self.run_opts,
-            checkpointer=checkpointer,
-        )
-        train, valid, train_kwargs, valid_kwargs = self.datasets()
-        brain.fit(
-            counter,
-            train,
-            valid,
-            train_loader_kwargs=train_kwargs,
-            valid_loader_kwargs=valid_kwargs,
-        )
-        # A last checkpoint at the final step, so that a crash after this point
-        # resumes with the finished weights rather than the last epoch's.
-        checkpointer.save_and_keep_only(
-            meta={"step": brain.optimizer_step, "end_of_stage": True}, num_to_keep=1
-        )
-        return brain
+def find_layer_groups(
+    teacher,
+    folder,
+    calibration_csv,
+    num_groups,
+    linkage,
+    measure,
+    utterances,
+    batch_size,
+    max_seconds,
+    max_frames_per_utterance,
+    seed,
+    teacher_name=None,
+    device="cpu",
+    progress=True,
+):
+    """SKILL's layer groups: similarity of the teacher's layers, then clustering.
 
-    def distill_and_prune(self, groups, student_layers):
-        """Stage 2: joint distillation and structured pruning."""
-        hp = self.hparams
-        student = hp["student"]
-        heads = self.make_heads(student_layers)
-        lagrangian = hp["lagrangian"]
-        extra = self.hparams.get("extra_modules") or {}
-        modules = {
-            "teacher": self.teacher,
-            "student": student,
-            "heads": heads,
-            "lagrangian": lagrangian,
-            **extra,
-        }
-        brain = self._fit(
-            PruningDistillationBrain,
-            "prune",
-            modules,
-            {"student": student, "heads": heads, "lagrangian": lagrangian, **extra},
-            groups,
-        )
-        student = unwrap(brain.modules.student)
-        with torch.no_grad():
-            expected = float(student.expected_sparsity())
-        return brain, student, heads, expected
+    Runs the teacher on a calibration subset and writes the similarity matrix,
+    ``groups.json``, the heatmap and the dendrogram to ``folder`` (see
+    :func:`speechbrain_skill.layer_groups.analysis.run_layer_analysis`).
 
-    def materialize(self, student, heads):
-        """Stage 3: the physically smaller student, saved with its heads."""
-        pruned_dir = self.output / "pruned_student"
+    Arguments
+    ---------
+    teacher : FrozenSSLTeacher
+        The teacher.
+    folder : str or os.PathLike
+        Output folder of the analysis.
+    calibration_csv : str
+        Manifest the calibration utterances are drawn from.
+    num_groups : int
+        K.
+    linkage, measure : str
+        Clustering linkage and similarity measure.
+    utterances, batch_size : int
+        Calibration subset size and batch size.
+    max_seconds : float
+        Longer utterances are cropped.
+    max_frames_per_utterance : int or None
+        Frame subsampling of each utterance.
+    seed : int
+        Subset and subsampling seed.
+    teacher_name : str, optional
+        Shown in the plots and the groups file.
+    device : str
+        Where the teacher runs.
+    progress : bool
+        Show a progress bar.
 
-        def _save():
-            pruned = unwrap(student).eval().prune()
-            modules = {"heads": heads, **(self.hparams.get("extra_modules") or {})}
-            self.hparams["save_student"](pruned, pruned_dir, modules=modules)
+    Returns
+    -------
+    list of list of int
+        The groups.
+    """
+    from speechbrain_skill.layer_groups.analysis import run_layer_analysis
 
-        run_on_main(_save)
-        return pruned_dir
+    loader = make_audio_dataloader(
+        calibration_csv,
+        batch_size=batch_size,
+        max_utterances=utterances,
+        seed=seed,
+        max_seconds=max_seconds,
+    )
+    result = run_layer_analysis(
+        teacher,
+        loader,
+        folder,
+        k=num_groups,
+        linkage=linkage,
+        measure=measure,
+        teacher_name=teacher_name,
+        max_frames_per_utterance=max_frames_per_utterance,
+        seed=seed,
+        device=device,
+        progress=progress,
+        metadata={"manifest": str(calibration_csv)},
+    )
+    print(result.summary())
+    return load_groups(Path(folder) / "groups.json", teacher.num_hidden_states)
 
-    def final_distill(self, student_dir, groups, student_layers):
-        """Stage 4: distil the (pruned) student without the sparsity penalty."""
-        hp = self.hparams
-        student = hp["load_student"](student_dir)
-        heads = self.make_heads(student_layers)
-        heads_file = Path(student_dir) / "heads.ckpt"
-        if heads_file.is_file():
-            heads.load_state_dict(torch.load(heads_file, map_location="cpu"))
-        self._load_extra_modules(student_dir)
-        extra = hp.get("extra_modules") or {}
-        modules = {"teacher": self.teacher, "student": student, "heads": heads, **extra}
-        recoverables = {"student": student, "heads": heads, **extra}
-        brain = self._fit(DistillationBrain, "final", modules, recoverables, groups)
-        return brain, unwrap(brain.modules.student), unwrap(brain.modules.heads)
 
-    # ------------------------------------------------------------ run all
-    def banner(self, name, detail=""):
-        """Announce the next stage of the run (see :func:`stage_banner`)."""
-        names = ["layer groups", "final distillation", "export"]
-        if self.hparams.get("prune", True):
-            names[1:1] = ["distill + prune", "materialise"]
-        stage_banner(names.index(name) + 1, len(names), name, detail)
+def save_student_folder(folder, student, heads, extra_modules, save_student):
+    """Write a student folder: the student, ``heads.ckpt``, ``<name>.ckpt`` extras.
 
-    def run(self):
-        """Run (or resume) every stage and return the report dictionary."""
-        hp = self.hparams
-        # The training data first: a filter that leaves nothing stops here.
-        train = self.datasets()[0]
-        self.banner("layer groups")
-        groups, student_layers, source = self.layer_groups()
-        logger.info(
-            "Teacher layer groups (%s): %s -> student layers %s",
-            source,
-            groups,
-            student_layers,
-        )
-        summary = {
-            "groups": groups,
-            "groups_source": source,
-            "student_layers": student_layers,
-            "duration_filter": train.duration_filter,
-        }
-        if hp.get("prune", True):
-            pruned_dir = self.output / "pruned_student"
-            done = self.finished("prune")
-            if done is None:
-                self.banner("distill + prune", f"{hp['prune_steps']} steps")
-                brain, student, heads, expected = self.distill_and_prune(
-                    groups, student_layers
-                )
-                self.banner("materialise")
-                self.materialize(student, heads)
-                done = {
-                    "expected_sparsity": expected,
-                    "skipped_files": brain.sync_skipped(),
-                }
-                self.mark_finished("prune", done)
-            summary["expected_sparsity_after_pruning"] = done["expected_sparsity"]
-            skipped = done["skipped_files"]
-            student_dir = pruned_dir
-        else:
-            student_dir = self.output / "initial_student"
-            skipped = {}
-            run_on_main(self._save_initial_student, args=(student_dir, student_layers))
-        done = self.finished("final")
-        if done is None:
-            self.banner("final distillation", f"{hp['final_steps']} steps")
-            brain, student, heads = self.final_distill(
-                student_dir, groups, student_layers
-            )
-            stats = brain.last_valid_stats
-            done = {
-                "valid_loss": stats.get("loss"),
-                "valid_fit": {k: stats.get(k) for k in ("mean_cosine", "mean_l1")},
-                "skipped_files": brain.sync_skipped(),
-            }
-            self.banner("export", str(hp["export_folder"]))
-            run_on_main(self._export, args=(student, heads))
-            self.mark_finished("final", done)
-        summary.update(
-            final_valid_loss=done["valid_loss"],
-            final_valid_fit=done.get("valid_fit"),
-        )
-        summary.update(command=shlex.join(["python", *sys.argv]), training=self.facts())
-        summary.update(self.data_losses(merge_skipped(skipped, done["skipped_files"])))
-        report = {}
-        if if_main_process():
-            report = write_report(self.output, hp, summary)
-            # Hugging Face, SpeechBrain and ONNX exports with their model cards.
-            if hp.get("export") is not None:
-                hp["export"](hp["export_folder"])
-        sb.utils.distributed.ddp_barrier()
-        return report
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        Destination.
+    student : PrunableSSLStudent
+        The student.
+    heads : torch.nn.Module
+        Prediction heads / projections.
+    extra_modules : dict
+        Other trained modules (e.g. the enhancement head).
+    save_student : callable
+        The model-folder writer, ``save_student(student, folder, modules=...)``.
 
-    def facts(self):
-        """What the model card says about the run: method, data, steps."""
-        hp = self.hparams
-        steps = {"final": hp.get("final_steps")}
-        method = "distillation of teacher layer groups"
-        if hp.get("prune", True):
-            steps = {"distill + prune": hp.get("prune_steps"), **steps}
-            method += " + structured pruning (hard-concrete gates, Lagrangian)"
-        return {
-            "experiment": hp.get("experiment_name"),
-            "method": method,
-            "data": hp.get("train_splits") or hp.get("train_csv"),
-            "steps": steps,
-        }
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+    >>> student = PrunableSSLStudent.from_hf(save_tiny_model(tempfile.mkdtemp()))
+    >>> folder = tempfile.mkdtemp()
+    >>> save_student_folder(folder, student, torch.nn.Linear(2, 2), {}, save_student)
+    >>> "heads.ckpt" in os.listdir(folder)
+    True
+    """
+    modules = {"heads": unwrap(heads), **extra_modules}
+    save_student(unwrap(student), folder, modules=modules)
 
-    def data_losses(self, skipped):
-        """Every file the run could not use, for the report (distinct files).
 
-        Arguments
-        ---------
-        skipped : dict
-            Reason -> utterance ids skipped in training and validation (all
-            processes, all stages).
+def load_student_folder(folder, heads, extra_modules, load_student):
+    """Read a folder written by :func:`save_student_folder` into new objects.
 
-        Returns
-        -------
-        dict
-            ``skipped_files`` (counts), ``skipped_file_ids``,
-            ``excluded_in_preparation`` and ``skipped_in_calibration`` (counts).
-        """
-        groups_file = self.output / "layer_analysis" / "groups.json"
-        calibration = {}
-        if not self.hparams.get("groups") and groups_file.is_file():
-            metadata = _read_json(groups_file).get("metadata", {})
-            calibration = count_skipped(metadata.get("skipped_files", {}))
-        return {
-            "skipped_files": count_skipped(skipped),
-            "skipped_file_ids": skipped,
-            "excluded_in_preparation": count_exclusions(self.hparams["save_folder"]),
-            "skipped_in_calibration": calibration,
-        }
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        The student folder.
+    heads : torch.nn.Module
+        Heads of the right shape; their weights are loaded when saved.
+    extra_modules : dict
+        Extra modules; each is loaded from ``<name>.ckpt`` when present.
+    load_student : callable
+        ``load_student(folder)``.
 
-    def _save_initial_student(self, student_dir, student_layers):
-        if (Path(student_dir) / "config.json").is_file():
-            return
-        heads = self.make_heads(student_layers)
-        self.hparams["save_student"](
-            unwrap(self.hparams["student"]), student_dir, modules={"heads": heads}
-        )
+    Returns
+    -------
+    PrunableSSLStudent
+    """
+    folder = Path(folder)
+    student = load_student(folder)
+    for name, module in {"heads": heads, **extra_modules}.items():
+        path = folder / f"{name}.ckpt"
+        if path.is_file():
+            unwrap(module).load_state_dict(torch.load(path, map_location="cpu"))
+    return student
 
-    def _export(self, student, heads):
-        modules = {"heads": heads, **(self.hparams.get("extra_modules") or {})}
-        self.hparams["save_student"](
-            student.eval(), self.hparams["export_folder"], modules=modules
-        )
 
-    def _load_extra_modules(self, directory):
-        """Restore extra modules saved beside a student (``<name>.ckpt``), if any."""
-        for name, module in (self.hparams.get("extra_modules") or {}).items():
-            path = Path(directory) / f"{name}.ckpt"
-            if path.is_file():
-                unwrap(module).load_state_dict(torch.load(path, map_location="cpu"))
+def materialise(folder, student, heads, extra_modules, save_student):
+    """Prune ``student`` to physically smaller tensors and save its folder.
+
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        Destination (see :func:`save_student_folder`).
+    student : PrunableSSLStudent
+        The student with trained gates (eval masks are used).
+    heads : torch.nn.Module
+        Its heads.
+    extra_modules : dict
+        Other trained modules.
+    save_student : callable
+        ``save_student(student, folder)``.
+    """
+    pruned = unwrap(student).eval().prune()
+    save_student_folder(folder, pruned, heads, extra_modules, save_student)
+
+
+def export_student(folder, student, heads, extra_modules, save_student):
+    """Write the final student folder (the export formats follow the report).
+
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        The export folder.
+    student : PrunableSSLStudent
+        The final student.
+    heads : torch.nn.Module
+        Its heads.
+    extra_modules : dict
+        Other trained modules (e.g. the enhancement head).
+    save_student : callable
+        The model-folder writer.
+    """
+    save_student_folder(
+        folder, unwrap(student).eval(), heads, extra_modules, save_student
+    )
+
+
+def run_facts(experiment_name, prune_steps, final_steps, data):
+    """What the model card says about a run: method, data, steps.
+
+    Arguments
+    ---------
+    experiment_name : str
+        The yaml's experiment name.
+    prune_steps : int or None
+        Steps of distillation + pruning; None without pruning.
+    final_steps : int
+        Steps of final distillation.
+    data : object
+        The training data (splits or manifest).
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> run_facts("skill", 10, 5, ["train-clean-100"])["steps"]
+    {'distill + prune': 10, 'final': 5}
+    """
+    steps = {"final": final_steps}
+    method = "distillation of teacher layer groups"
+    if prune_steps is not None:
+        steps = {"distill + prune": prune_steps, **steps}
+        method += " + structured pruning (hard-concrete gates, Lagrangian)"
+    return {
+        "experiment": experiment_name,
+        "method": method,
+        "data": data,
+        "steps": steps,
+    }
+
+
+def data_losses(skipped, save_folder, groups_file=None):
+    """Every file the run could not use, for the report (distinct files).
+
+    Arguments
+    ---------
+    skipped : dict
+        Reason -> utterance ids skipped in training and validation (all
+        processes, all stages).
+    save_folder : str or os.PathLike
+        The preparation's folder (its ``excluded.csv``).
+    groups_file : str or os.PathLike, optional
+        The layer analysis' groups file (its calibration skips).
+
+    Returns
+    -------
+    dict
+        ``skipped_files`` (counts), ``skipped_file_ids``,
+        ``excluded_in_preparation`` and ``skipped_in_calibration`` (counts).
+    """
+    calibration = {}
+    if groups_file is not None and Path(groups_file).is_file():
+        metadata = json.loads(Path(groups_file).read_text()).get("metadata", {})
+        calibration = count_skipped(metadata.get("skipped_files", {}))
+    return {
+        "skipped_files": count_skipped(skipped),
+        "skipped_file_ids": skipped,
+        "excluded_in_preparation": count_exclusions(save_folder),
+        "skipped_in_calibration": calibration,
+    }
+
+
+def save_end_of_stage(checkpointer, brain):
+    """Checkpoint the final step of a stage and keep only it.
+
+    A stage interrupted after training (e.g. while materialising or exporting)
+    then recovers the finished weights, not an earlier checkpoint's.
+
+    Arguments
+    ---------
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer
+        The stage's checkpointer.
+    brain : speechbrain.Brain
+        The stage's Brain (its optimizer step goes into the meta data).
+    """
+    checkpointer.save_and_keep_only(
+        meta={"step": brain.optimizer_step, "end_of_stage": True}, num_to_keep=1
+    )

@@ -12,10 +12,6 @@ import speechbrain as sb
 import torch
 
 from speechbrain_skill.downstream.brain import DownstreamBrain
-from speechbrain_skill.downstream.data import (
-    classification_datasets,
-    train_loader_options,
-)
 
 
 class UtteranceClassificationBrain(DownstreamBrain):
@@ -75,53 +71,3 @@ class UtteranceClassificationBrain(DownstreamBrain):
         """Accuracy in percent and the number of utterances."""
         accuracy = 100.0 * self.correct / self.total if self.total else float("nan")
         return {"accuracy": round(accuracy, 4), "utterances": self.total}
-
-
-def train_and_evaluate(hparams, run_opts):
-    """Build the data and the head, train, and evaluate the best checkpoint.
-
-    The shared body of the keyword-spotting and speaker-ID ``train.py``
-    (run after data preparation). The head has as many outputs as the label
-    encoder has labels, so it is built here from the ``head`` partial and
-    registered with the checkpointer.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded recipe hyperparameters: those of
-        :func:`~speechbrain_skill.downstream.data.classification_datasets`,
-        ``upstream``, ``head`` (partial taking ``num_classes``),
-        ``checkpointer``, ``epoch_counter``, ``opt_class``,
-        ``valid_dataloader_opts``, ``test_dataloader_opts`` and the ones of
-        :class:`DownstreamBrain`.
-    run_opts : dict
-        SpeechBrain run options (device, precision, DDP...).
-
-    Returns
-    -------
-    UtteranceClassificationBrain
-    """
-    datasets, encoder = classification_datasets(hparams)
-    head = hparams["head"](num_classes=len(encoder))
-    hparams["checkpointer"].add_recoverable("head", head)
-    brain = UtteranceClassificationBrain(
-        modules={"upstream": hparams["upstream"], "head": head},
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=train_loader_options(hparams, datasets["train"]),
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
-    brain.evaluate(
-        datasets["test"],
-        name="test",
-        max_key="accuracy",
-        test_loader_kwargs=hparams["test_dataloader_opts"],
-    )
-    return brain

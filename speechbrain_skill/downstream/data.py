@@ -6,10 +6,7 @@ labels to indices, either from a fixed list or from the training labels (any
 label set; the recipes' default). A validation or test label the encoder
 does not know stops the run with the labels named.
 
-Hyperparameters used: ``train_csv``, ``valid_csv``, ``test_csv``,
-``label_key``, ``labels`` (list or null), ``label_encoder``,
-``label_encoder_file``, ``train_max_seconds``, ``eval_max_seconds``,
-``balance_classes``, ``seed``, ``train_dataloader_opts``.
+The recipes' ``train.py`` pass their settings explicitly.
 """
 
 import speechbrain as sb
@@ -18,13 +15,36 @@ from speechbrain.dataio.sampler import BalancingDataSampler
 from speechbrain_skill.data.dataio import make_audio_dataset
 
 
-def classification_datasets(hparams):
+def classification_datasets(
+    train_csv,
+    valid_csv,
+    test_csv,
+    label_key,
+    label_encoder,
+    label_encoder_file,
+    labels=None,
+    train_max_seconds=None,
+    eval_max_seconds=None,
+):
     """Build the three datasets and the label encoder.
 
     Arguments
     ---------
-    hparams : dict
-        The loaded recipe hyperparameters (see the module docstring).
+    train_csv, valid_csv, test_csv : str
+        The manifests.
+    label_key : str
+        The label column (``label``, ``spk_id``).
+    label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
+        The encoder to fill (or load).
+    label_encoder_file : str
+        Where the encoder is saved / loaded from.
+    labels : list of str, optional
+        A fixed label set (its order gives the indices); None: the training
+        labels.
+    train_max_seconds : float, optional
+        Random crops of longer training utterances.
+    eval_max_seconds : float, optional
+        Crops of longer evaluation utterances.
 
     Returns
     -------
@@ -37,35 +57,33 @@ def classification_datasets(hparams):
     Example
     -------
     >>> import os, tempfile
-    >>> hparams = _example_hparams(tempfile.mkdtemp())
-    >>> datasets, encoder = classification_datasets(hparams)
+    >>> settings = _example_settings(tempfile.mkdtemp())
+    >>> datasets, encoder = classification_datasets(**settings)
     >>> item = datasets["train"][0]
     >>> item["spk_id"], item["label_encoded"].tolist(), item["sig"].shape
     ('s1', [0], torch.Size([8000]))
-    >>> len(encoder), os.path.isfile(hparams["label_encoder_file"])
+    >>> len(encoder), os.path.isfile(settings["label_encoder_file"])
     (2, True)
     """
-    label_key = hparams["label_key"]
     datasets = {
         "train": make_audio_dataset(
-            hparams["train_csv"],
-            max_crop_seconds=hparams["train_max_seconds"],
+            train_csv,
+            max_crop_seconds=train_max_seconds,
             random_crop=True,
             extra_keys=[label_key],
         )
     }
-    for split in ("valid", "test"):
+    for split, csv_path in (("valid", valid_csv), ("test", test_csv)):
         datasets[split] = make_audio_dataset(
-            hparams[f"{split}_csv"],
-            max_crop_seconds=hparams["eval_max_seconds"],
+            csv_path,
+            max_crop_seconds=eval_max_seconds,
             random_crop=False,
             sort="ascending",
             extra_keys=[label_key],
         )
-    encoder = hparams["label_encoder"]
-    labels = hparams["labels"]
+    encoder = label_encoder
     encoder.load_or_create(
-        path=hparams["label_encoder_file"],
+        path=label_encoder_file,
         from_iterables=[labels] if labels else [],
         from_didatasets=[] if labels else [datasets["train"]],
         output_key=label_key,
@@ -94,16 +112,21 @@ def classification_datasets(hparams):
     return datasets, encoder
 
 
-def train_loader_options(hparams, train_data):
+def train_loader_options(loader_options, train_data, balance_classes, label_key, seed):
     """Training loader options, with a class-balancing sampler when asked.
 
     Arguments
     ---------
-    hparams : dict
-        Uses ``train_dataloader_opts``, ``balance_classes``, ``label_key``,
-        ``seed``.
+    loader_options : dict
+        The recipe's ``train_dataloader_opts``.
     train_data : DynamicItemDataset
         The training set.
+    balance_classes : bool
+        Sample classes uniformly (replaces shuffling).
+    label_key : str
+        The label column.
+    seed : int
+        Seed of the balancing sampler.
 
     Returns
     -------
@@ -113,21 +136,20 @@ def train_loader_options(hparams, train_data):
     Example
     -------
     >>> import tempfile
-    >>> hparams = _example_hparams(tempfile.mkdtemp())
-    >>> datasets, _ = classification_datasets(hparams)
-    >>> sorted(train_loader_options(hparams, datasets["train"]))
+    >>> settings = _example_settings(tempfile.mkdtemp())
+    >>> datasets, _ = classification_datasets(**settings)
+    >>> options = {"batch_size": 2, "shuffle": True}
+    >>> sorted(train_loader_options(options, datasets["train"], True, "spk_id", 0))
     ['batch_size', 'sampler']
     """
-    options = dict(hparams["train_dataloader_opts"])
-    if hparams["balance_classes"]:
+    options = dict(loader_options)
+    if balance_classes:
         options.pop("shuffle", None)
-        options["sampler"] = BalancingDataSampler(
-            train_data, key=hparams["label_key"], seed=hparams["seed"]
-        )
+        options["sampler"] = BalancingDataSampler(train_data, key=label_key, seed=seed)
     return options
 
 
-def _example_hparams(folder):
+def _example_settings(folder):
     """Tiny manifests and settings for the examples above (two speakers)."""
     import os
 
@@ -154,7 +176,4 @@ def _example_hparams(folder):
         "label_encoder_file": os.path.join(folder, "labels.txt"),
         "train_max_seconds": None,
         "eval_max_seconds": None,
-        "balance_classes": True,
-        "seed": 0,
-        "train_dataloader_opts": {"batch_size": 2, "shuffle": True},
     }

@@ -23,6 +23,13 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 SAMPLE_RATE = 16000
 
 
+HUB_ALTERNATIVES = (
+    "the shipped model (--teacher_source=builtin:tiny-wavlm, or "
+    "--upstream_source=builtin:tiny-wavlm) or a local folder written by "
+    "save_pretrained (config.json, weights, preprocessor_config.json)"
+)
+
+
 class TeacherLoadError(ValueError):
     """Raised when a teacher source cannot be resolved or is not supported."""
 
@@ -145,7 +152,8 @@ def load_hf_ssl_model(source, cache_dir=None, eval_mode=True):
                 )
         except OSError as err:  # pragma: no cover - depends on the network
             raise TeacherLoadError(
-                f"Could not load weights for '{source}': {err}"
+                f"Could not load weights for '{source}': {err}. Without the "
+                f"hub, use {HUB_ALTERNATIVES}."
             ) from err
     model_type = getattr(model.config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
@@ -192,8 +200,8 @@ def load_hf_ssl_config(source, cache_dir=None):
         )
         raise TeacherLoadError(
             f"Could not load teacher '{source}': {hint}, and the Hugging Face hub "
-            "could not provide it (offline machine or wrong id?). "
-            f"Original error: {err}"
+            "could not provide it (offline machine or wrong id?). Without the "
+            f"hub, use {HUB_ALTERNATIVES}. Original error: {err}"
         ) from err
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise TeacherLoadError(

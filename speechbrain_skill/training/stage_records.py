@@ -195,6 +195,29 @@ def describe_changes(old, new):
     ]
 
 
+def remove_output(path):
+    """Delete a file, or empty a folder (the folder itself stays).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(folder, "CKPT+1"))
+    >>> remove_output(folder)
+    >>> os.listdir(folder)
+    []
+    """
+    path = Path(path)
+    if path.is_dir():
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 class Stage:
     """One stage of a run: its fingerprint, whether it is finished, its summary.
 
@@ -281,8 +304,9 @@ class StageRecords:
         inputs : dict
             Fingerprints of what the stage reads (previous stage, teacher, data).
         outputs : iterable of str or os.PathLike
-            Files and folders the stage writes (checkpoints included): deleted
-            before a stale stage runs again.
+            Files and folders the stage writes (checkpoints included): before
+            a stale stage runs again, files are deleted and folders emptied
+            (kept, since e.g. a checkpointer already points at them).
 
         Returns
         -------
@@ -291,6 +315,8 @@ class StageRecords:
         settings = json.loads(json.dumps(settings, default=str))
         key = fingerprint({"settings": settings, "inputs": inputs})
         record = self.read(name)
+        # Every process decides from the same record: none may write first.
+        ddp_barrier()
         if record is not None and record.get("fingerprint") == key:
             if record.get("status") == "finished":
                 logger.info("Stage %s: unchanged (%s), skipped.", name, key)
@@ -323,11 +349,7 @@ class StageRecords:
         logger.warning("%s Recomputing it and the stages after it.", message)
         if if_main_process():
             for path in outputs:
-                path = Path(path)
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
+                remove_output(path)
         ddp_barrier()
 
     def write(self, stage, status):

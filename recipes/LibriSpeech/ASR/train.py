@@ -100,14 +100,14 @@ if __name__ == "__main__":
     brain = CTCBrain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
-        hparams=hparams,
+        hparams=hparams["brain_hparams"],
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
     train_options = dict(hparams["train_dataloader_opts"])
     train_options["shuffle"] = hparams["sorting"] == "random"
     brain.fit(
-        brain.hparams.epoch_counter,
+        hparams["epoch_counter"],
         train_data,
         valid_data,
         train_loader_kwargs=train_options,

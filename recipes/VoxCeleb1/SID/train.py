@@ -19,7 +19,11 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 from voxceleb1_prepare import prepare_voxceleb1_sid
 
-from speechbrain_skill.downstream.classification import train_and_evaluate
+from speechbrain_skill.downstream.classification import UtteranceClassificationBrain
+from speechbrain_skill.downstream.data import (
+    classification_datasets,
+    train_loader_options,
+)
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 if __name__ == "__main__":
@@ -44,4 +48,48 @@ if __name__ == "__main__":
             "skip_prep": hparams["skip_prep"],
         },
     )
-    train_and_evaluate(hparams, run_opts)
+
+    # Datasets and label encoder
+    datasets, label_encoder = classification_datasets(
+        train_csv=hparams["train_csv"],
+        valid_csv=hparams["valid_csv"],
+        test_csv=hparams["test_csv"],
+        label_key=hparams["label_key"],
+        label_encoder=hparams["label_encoder"],
+        label_encoder_file=hparams["label_encoder_file"],
+        labels=hparams["labels"],
+        train_max_seconds=hparams["train_max_seconds"],
+        eval_max_seconds=hparams["eval_max_seconds"],
+    )
+
+    # The head has one output per label; the checkpointer keeps it.
+    head = hparams["head"](num_classes=len(label_encoder))
+    hparams["checkpointer"].add_recoverable("head", head)
+    brain = UtteranceClassificationBrain(
+        modules={"upstream": hparams["upstream"], "head": head},
+        opt_class=hparams["opt_class"],
+        hparams=hparams["brain_hparams"],
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=train_loader_options(
+            hparams["train_dataloader_opts"],
+            datasets["train"],
+            balance_classes=hparams["balance_classes"],
+            label_key=hparams["label_key"],
+            seed=hparams["seed"],
+        ),
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+
+    # Test: the best checkpoint (accuracy) on the test set
+    brain.evaluate(
+        datasets["test"],
+        name="test",
+        max_key="accuracy",
+        test_loader_kwargs=hparams["test_dataloader_opts"],
+    )

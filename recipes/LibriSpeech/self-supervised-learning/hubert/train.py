@@ -101,9 +101,8 @@ def dataio_prepare(hparams, label_paths):
     return loaders
 
 
-def main(argv):
-    """Run all stages."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+if __name__ == "__main__":
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
@@ -134,7 +133,7 @@ def main(argv):
     brain = HuBERTPretrainBrain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
-        hparams=hparams,
+        hparams=hparams["brain_hparams"],
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
@@ -167,7 +166,3 @@ def main(argv):
             + json.dumps(summary, indent=2)
             + f"\nExported encoder (no head): {path}\n"
         )
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
