@@ -1,22 +1,17 @@
 """Downstream fine-tuning: the SSL model trains only when unfrozen, its CNN stays
 fixed when asked, it has its own optimizer and learning rate, and it runs under DDP."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from recipe_runner import recipe_args, run_recipe
 
 from speechbrain_skill.data.manifests import write_manifest
-from speechbrain_skill.downstream.compare import run_recipe
 from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
 from speechbrain_skill.lobes.upstream import SSLUpstream
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "SpeechCommands" / "KWS"
+YAML = "recipes/SpeechCommands/KWS/hparams/kws_mean_pool.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +35,8 @@ def tones(tmp_path_factory):
 
 
 def _run(tones, source, out, *extra):
-    argv = [
-        str(RECIPE / "hparams" / "kws_mean_pool.yaml"),
-        f"--data_folder={tones}",
-        f"--upstream_source={source}",
-        f"--output_folder={out}",
-        "--number_of_epochs=1",
-        "--batch_size=4",
-        "--num_workers=0",
-        "--upstream_lr=0.01",
-        *extra,
-    ]
-    assert run_recipe(RECIPE / "train.py", argv, in_process=True)
+    args = recipe_args(YAML, out, tones, upstream_source=source, upstream_lr=0.01)
+    run_recipe(YAML, [*args, *extra])
     checkpoints = sorted((out / "save").glob("CKPT+*"))
     assert len(checkpoints) >= 1
     return checkpoints[-1]
@@ -89,6 +74,7 @@ def test_one_step_moves_only_what_is_unfrozen(source_kind, tiny_wavlm, tmp_path)
     assert not any(k.endswith("log_alpha") for k in changed[False, False])
 
 
+@pytest.mark.slow
 def test_upstream_trains_only_when_unfrozen_and_cnn_stays_when_asked(
     tones, tiny_wavlm, tmp_path
 ):
@@ -126,28 +112,17 @@ def test_upstream_trains_only_when_unfrozen_and_cnn_stays_when_asked(
 
 @pytest.mark.slow
 def test_finetuning_under_ddp(tones, tiny_wavlm, tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29541",
-        "train.py",
-        "hparams/kws_mean_pool.yaml",
-        "--distributed_backend=gloo",
-        f"--data_folder={tones}",
-        f"--upstream_source={tiny_wavlm}",
-        f"--output_folder={tmp_path}",
-        "--number_of_epochs=2",
-        "--batch_size=2",
-        "--num_workers=0",
-        "--freeze_upstream=False",
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=600
+    args = recipe_args(
+        YAML,
+        tmp_path,
+        tones,
+        upstream_source=tiny_wavlm,
+        number_of_epochs=2,
+        batch_size=2,
+        freeze_upstream=False,
     )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    launcher = ["--nproc_per_node=2", "--master_port=29541"]
+    run_recipe(YAML, [*args, "--distributed_backend=gloo"], launcher=launcher)
     initial = PrunableSSLStudent.from_hf(tiny_wavlm).state_dict()
     checkpoint = sorted((tmp_path / "save").glob("CKPT+*"))[-1]
     changed = _changed(initial, checkpoint / "upstream_model.ckpt")
