@@ -32,6 +32,7 @@ folder to ``--output``.
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -70,19 +71,37 @@ def speaker_split(manifest, train_csv, test_csv, per_speaker):
     return len(seen), len(train), len(test)
 
 
+OBJECT_TAGS = ("!new:", "!name:", "!apply:", "!applyref:")
+NEEDED_OBJECTS = ("make_heads:", "distill_loss:")
+
+
+def run_hparams(path):
+    """The heads and loss of a run's saved ``hyperparams.yaml``.
+
+    Only those two objects are built (plus the plain values they may refer
+    to), so that objects of other stages, possibly from an older version of
+    the package, are never imported.
+    """
+    kept, keep = [], True
+    for line in Path(path).read_text().splitlines():
+        if re.match(r"[A-Za-z_]\w*:", line):
+            tagged = any(tag in line for tag in OBJECT_TAGS)
+            keep = not tagged or line.startswith(NEEDED_OBJECTS)
+        if keep:
+            kept.append(line)
+    return load_hyperpyyaml("\n".join(kept))
+
+
 def load_run(run_dir):
     """Student, heads, loss, groups and student layers of a distillation run."""
     run_dir = Path(run_dir)
-    with open(run_dir / "hyperparams.yaml", encoding="utf-8") as handle:
-        hparams = load_hyperpyyaml(handle)
-    student_dir = Path(hparams["export_folder"])
-    if not student_dir.is_dir():
-        student_dir = run_dir / "student"
+    hparams = run_hparams(run_dir / "hyperparams.yaml")
+    student_dir = run_dir / "student"
     report = json.loads((student_dir / "report.json").read_text())
     student = load_student(student_dir).eval()
+    hidden_size = FrozenSSLTeacher(report["teacher"]).config.hidden_size
     heads = hparams["make_heads"](
-        student_layers=report["student_layers"],
-        input_dim=hparams["teacher"].config.hidden_size,
+        student_layers=report["student_layers"], input_dim=hidden_size
     )
     heads.load_state_dict(torch.load(student_dir / "heads.ckpt", map_location="cpu"))
     return dict(
