@@ -122,22 +122,28 @@ def folder_fingerprint(path):
     False
     """
     root = Path(path)
-    entries = []
+    lines, total = [], 0
     if root.is_file():
-        entries.append((root.name, root.stat()))
-    elif root.is_dir():
-        for folder, _, names in os.walk(root, followlinks=True):
-            for name in names:
-                full = os.path.join(folder, name)
+        stat = root.stat()
+        lines.append(f"{root.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n")
+        total = stat.st_size
+    folders = [""] if root.is_dir() else []
+    while folders:  # os.scandir: one stat per file, ~2x faster than os.walk
+        relative = folders.pop()
+        with os.scandir(root / relative) as entries:
+            for entry in entries:
+                name = f"{relative}/{entry.name}" if relative else entry.name
                 try:
-                    entries.append((os.path.relpath(full, root), os.stat(full)))
+                    if entry.is_dir():
+                        folders.append(name)
+                        continue
+                    stat = entry.stat()
                 except FileNotFoundError:  # a dangling link
                     continue
-    digest = hashlib.sha256()
-    for name, stat in sorted(entries, key=lambda entry: entry[0]):
-        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    total = sum(stat.st_size for _, stat in entries)
-    return f"{len(entries)} files, {total} bytes, {digest.hexdigest()[:16]}"
+                lines.append(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n")
+                total += stat.st_size
+    digest = hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()[:16]
+    return f"{len(lines)} files, {total} bytes, {digest}"
 
 
 def module_fingerprint(module):
