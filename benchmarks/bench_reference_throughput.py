@@ -16,8 +16,9 @@ count, weights and input:
   at norm 10, AdamW.
 
 Ours is one :meth:`PruningDistillationBrain.fit_batch` call, exactly what the
-recipe runs per step. The reference's is the code of a DPHuBERT checkout
-(``--reference``), imported at run time and never copied:
+recipe runs per step (``OurStep`` of bench_distill_throughput.py). The
+reference's is the code of a DPHuBERT checkout (``--reference``), imported at
+run time and never copied:
 ``DistillModule._step`` (teacher under no_grad, student, projections,
 ``DistillLoss``, Lagrangian), then what PyTorch Lightning does around it:
 backward, ``clip_grad_norm_`` over the optimizer's parameters, the AdamW
@@ -59,23 +60,21 @@ import statistics
 import sys
 import time
 import types
-import warnings
 
 import torch
-from speechbrain.dataio.batch import PaddedBatch
-from transformers import WavLMConfig, WavLMModel
-
-from speechbrain_skill.distillation.brains import PruningDistillationBrain
-from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
-from speechbrain_skill.distillation.losses import DistillationLoss
-from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.student import PrunableSSLStudent
-from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
-
-LAYERS = [0, 4, 8, 12]
-TARGET_SPARSITY = 0.75
-SPARSITY_WARMUP = 5000
-LR, REG_LR, WARMUP, MAX_STEPS, CLIP = 2e-4, 0.02, 15000, 50000, 10.0
+from bench_distill_throughput import (
+    CLIP,
+    LAYERS,
+    LR,
+    MAX_STEPS,
+    REG_LR,
+    SPARSITY_WARMUP,
+    TARGET_SPARSITY,
+    WARMUP,
+    OurStep,
+    hf_teacher,
+    set_gates,
+)
 
 
 def parse_args():
@@ -93,19 +92,6 @@ def parse_args():
     )
     parser.add_argument("--json", default=None, help="write the results here")
     return parser.parse_args()
-
-
-def hf_teacher():
-    """Random WavLM Base+ with the reference's dropout values."""
-    config = WavLMConfig(
-        hidden_dropout=0.1,
-        attention_dropout=0.1,
-        activation_dropout=0.0,
-        feat_proj_dropout=0.1,
-        layerdrop=0.0,
-    )
-    torch.manual_seed(0)
-    return WavLMModel(config).eval()
 
 
 def import_reference(checkout):
@@ -136,18 +122,6 @@ def import_reference(checkout):
 
     lightning.LinearDecayLRScheduler = LinearDecayLRScheduler
     return lightning, wav2vec2_model, import_huggingface_wavlm
-
-
-def set_gates(gates, keep_fraction, seed=0):
-    """Same late-pruning state for a sequence of ``log_alpha`` tensors."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for log_alpha in gates:
-            count = log_alpha.numel()
-            values = torch.full((count,), -10.0)
-            kept = max(1, round(keep_fraction * count))
-            values[torch.randperm(count, generator=generator)[:kept]] = 10.0
-            log_alpha.copy_(values)
 
 
 class ReferenceStep:
@@ -214,57 +188,6 @@ class ReferenceStep:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.module.global_step += 1
-
-
-class OurStep:
-    """One ``fit_batch`` of our pruning Brain, configured as the recipe."""
-
-    def __init__(self, hf_model, keep_fraction, precision, compile_modules=False):
-        from speechbrain.nnet.schedulers import LinearWarmupScheduler
-
-        student = PrunableSSLStudent.from_hf(
-            hf_model, prune_conv=True, prune_heads=True, prune_ffn_units=True
-        )
-        if keep_fraction is not None:
-            set_gates(student.gate_parameters(), keep_fraction)
-        modules = {
-            "teacher": FrozenSSLTeacher(hf_model, normalize_waveform=False),
-            "student": student,
-            "heads": LayerProjections(LAYERS, 768),
-            "lagrangian": SparsityLagrangian(TARGET_SPARSITY, SPARSITY_WARMUP),
-        }
-        hparams = {
-            "distill_loss": DistillationLoss(1.0, 1.0, "neg_cos"),
-            "groups": [[layer] for layer in LAYERS],
-            "opt_class": lambda params: torch.optim.AdamW(params, lr=LR),
-            "gate_opt_class": lambda params: torch.optim.AdamW(params, lr=REG_LR),
-            "lambda_opt_class": lambda params: torch.optim.AdamW(
-                params, lr=REG_LR, maximize=True
-            ),
-            "lr_annealing": LinearWarmupScheduler(LR, WARMUP, MAX_STEPS),
-            "max_steps": MAX_STEPS,
-            "log_interval": 10**9,
-            "train_logger": None,
-        }
-        run_opts = {
-            "device": "cpu",
-            "max_grad_norm": CLIP,
-            "precision": precision,
-            "noprogressbar": True,
-            "compile": compile_modules,
-        }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.brain = PruningDistillationBrain(
-                modules=modules, hparams=hparams, run_opts=run_opts
-            )
-        self.brain._compile()
-        self.brain.init_optimizers()
-        self.brain.modules.train()
-
-    def __call__(self, wavs):
-        batch = PaddedBatch([{"id": str(i), "sig": wav} for i, wav in enumerate(wavs)])
-        self.brain.fit_batch(batch)
 
 
 def measure(steps, wavs, threads, rounds, warmup):

@@ -2,6 +2,12 @@
 
 import torch
 
+from speechbrain_skill.lobes.frames import (
+    conv_output_lengths,
+    lengths_to_mask,
+    normalize_waveforms,
+    relative_to_absolute,
+)
 from speechbrain_skill.lobes.hf_ssl import _model_classes, tiny_config
 
 PRE_LN = dict(do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True)
@@ -24,3 +30,21 @@ def padded_batch(num_samples=16000, seed=0):
     generator = torch.Generator().manual_seed(seed)
     wavs = torch.randn(3, num_samples, generator=generator)
     return wavs, torch.tensor([1.0, 0.61, 0.3])
+
+
+def hf_hidden_states(hf_model, wavs, wav_lens=None, normalize_waveform=False):
+    """Hugging Face's own ``output_hidden_states`` for a padded batch (the truth).
+
+    Padding goes to the model as an attention mask built from the relative
+    lengths; returns the stacked states and the real frames per utterance.
+    """
+    lengths = relative_to_absolute(wav_lens, wavs.shape[1], batch_size=wavs.shape[0])
+    if normalize_waveform:
+        wavs = normalize_waveforms(wavs, lengths)
+    mask = lengths_to_mask(lengths, wavs.shape[1]).long()
+    with torch.no_grad():
+        out = hf_model(wavs, attention_mask=mask, output_hidden_states=True)
+    hidden = torch.stack(out.hidden_states)
+    config = hf_model.config
+    frame_lens = conv_output_lengths(lengths, config.conv_kernel, config.conv_stride)
+    return hidden, frame_lens.clamp(max=hidden.shape[2])

@@ -6,10 +6,10 @@ fed the same gate samples (same seed) and the same input.
 
 import pytest
 import torch
+from student_helpers import PRE_LN, padded_batch
 
 from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
 from speechbrain_skill.lobes.student import active_units as active_units_module
-from tests.student_helpers import PRE_LN, padded_batch
 
 
 def _student(model_type="wavlm", **fields):
