@@ -79,7 +79,11 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         """Teacher targets and student predictions for a batch."""
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
-        teacher_hidden, frame_lens = self.modules.teacher(wavs, wav_lens)
+        # The teacher stops at the deepest layer that a target needs.
+        deepest = max(max(group) for group in self.groups)
+        teacher_hidden, frame_lens = self.modules.teacher(
+            wavs, wav_lens, num_layers=deepest
+        )
         targets = group_targets(
             teacher_hidden,
             self.groups,

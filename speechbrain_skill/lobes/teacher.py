@@ -1,22 +1,31 @@
-"""The frozen teacher: a Hugging Face SSL model that returns all hidden states."""
+"""The frozen teacher: Hugging Face SSL weights run on this package's own model."""
 
 import torch
 
-from speechbrain_skill.lobes.frames import (
-    conv_output_lengths,
-    lengths_to_mask,
-    normalize_waveforms,
-    relative_to_absolute,
-)
 from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, waveform_normalization
+from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+
+NO_DROPOUT = dict(
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+    activation_dropout=0.0,
+    feat_proj_dropout=0.0,
+)
 
 
 class FrozenSSLTeacher(torch.nn.Module):
-    """A frozen WavLM / HuBERT / wav2vec 2.0 that returns its (L+1) hidden states.
+    """A frozen WavLM / HuBERT / wav2vec 2.0 that returns its hidden states.
 
-    The model is always in eval mode (``train()`` cannot switch it), has no
-    gradients, and runs under ``torch.no_grad``. Padding is passed to the model
-    as an attention mask built from SpeechBrain relative lengths.
+    The weights of a Hugging Face model are imported into
+    :class:`~speechbrain_skill.lobes.student.PrunableSSLStudent` (unpruned,
+    no gates, no dropout), which reproduces Hugging Face's
+    ``output_hidden_states`` (tests/test_student_parity.py) and is faster:
+    its attention runs PyTorch's fused ``scaled_dot_product_attention`` and
+    it stops after the deepest layer asked for. The forward pass runs under
+    ``torch.inference_mode``, in the precision of the surrounding autocast
+    (SpeechBrain's ``--precision``); the stacked result is an ordinary
+    tensor that autograd may use (e.g. in a learned layer weighting). The
+    model is always in eval mode: ``train()`` cannot switch it.
 
     Arguments
     ---------
@@ -36,18 +45,29 @@ class FrozenSSLTeacher(torch.nn.Module):
     >>> hidden, frame_lens = teacher(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
     >>> hidden.shape, frame_lens.tolist()
     (torch.Size([5, 2, 49, 32]), [49, 24])
+    >>> teacher(torch.randn(1, 16000), num_layers=2)[0].shape
+    torch.Size([3, 1, 49, 32])
     """
 
-    def __init__(self, source, normalize_waveform=None, cache_dir=None):
+    def __init__(
+        self,
+        source,
+        normalize_waveform=None,
+        cache_dir=None,
+    ):
         super().__init__()
-        self.model = load_hf_ssl_model(source, cache_dir=cache_dir)
+        hf_model = load_hf_ssl_model(source, cache_dir=cache_dir)
         if normalize_waveform is None:
             normalize_waveform = (
                 False
                 if isinstance(source, torch.nn.Module)
                 else waveform_normalization(source)
             )
-        self.normalize_waveform = normalize_waveform
+        self.normalize_waveform = bool(normalize_waveform)
+        self.hf_config = hf_model.config
+        self.model = PrunableSSLStudent.from_hf(
+            hf_model, normalize_waveform=self.normalize_waveform, **NO_DROPOUT
+        )
         for param in self.model.parameters():
             param.requires_grad_(False)
         self.model.eval()
@@ -55,12 +75,12 @@ class FrozenSSLTeacher(torch.nn.Module):
     @property
     def config(self):
         """The Hugging Face config of the teacher."""
-        return self.model.config
+        return self.hf_config
 
     @property
     def num_hidden_states(self):
-        """Number of hidden states returned: transformer layers + 1."""
-        return self.model.config.num_hidden_layers + 1
+        """Number of hidden states: transformer layers + 1."""
+        return self.model.num_hidden_states
 
     def train(self, mode=True):
         """Stay in eval mode whatever is asked: no dropout, no LayerDrop."""
@@ -68,13 +88,10 @@ class FrozenSSLTeacher(torch.nn.Module):
 
     def frame_lengths(self, sample_lengths):
         """Frames produced for utterances of the given absolute sample lengths."""
-        return conv_output_lengths(
-            sample_lengths, self.config.conv_kernel, self.config.conv_stride
-        )
+        return self.model.frame_lengths(sample_lengths)
 
-    @torch.no_grad()
-    def forward(self, wavs, wav_lens=None):
-        """Compute all hidden states.
+    def extract_features(self, wavs, wav_lens=None, layers=None):
+        """Hidden states of selected layers, computing no deeper than needed.
 
         Arguments
         ---------
@@ -82,6 +99,44 @@ class FrozenSSLTeacher(torch.nn.Module):
             Waveforms (batch, time), 16 kHz.
         wav_lens : torch.Tensor, optional
             SpeechBrain relative lengths.
+        layers : list of int, optional
+            Hidden-state indices (negative ones count from the end); all by
+            default.
+
+        Returns
+        -------
+        features : list of torch.Tensor
+            One (batch, frames, dim) tensor per requested index.
+        frame_lens : torch.Tensor
+            Real frames per utterance.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+        >>> teacher = FrozenSSLTeacher(save_tiny_model(tempfile.mkdtemp()))
+        >>> feats, lens = teacher.extract_features(torch.randn(1, 8000), layers=[2])
+        >>> len(feats), feats[0].shape, lens.tolist()
+        (1, torch.Size([1, 24, 32]), [24])
+        """
+        with torch.inference_mode():
+            states, frame_lens = self.model.extract_features(wavs, wav_lens, layers)
+        # Copies made outside inference mode are ordinary tensors.
+        return [state.clone() for state in states], frame_lens.clone()
+
+    @torch.no_grad()
+    def forward(self, wavs, wav_lens=None, num_layers=None):
+        """Compute the hidden states up to a depth.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Waveforms (batch, time), 16 kHz.
+        wav_lens : torch.Tensor, optional
+            SpeechBrain relative lengths.
+        num_layers : int, optional
+            Run only the first transformer layers (default: all); states
+            0 to ``num_layers`` are returned.
 
         Returns
         -------
@@ -90,13 +145,10 @@ class FrozenSSLTeacher(torch.nn.Module):
         frame_lens : torch.Tensor
             Number of real frames per utterance.
         """
-        lengths = relative_to_absolute(
-            wav_lens, wavs.shape[1], batch_size=wavs.shape[0], device=wavs.device
-        ).to(wavs.device)
-        if self.normalize_waveform:
-            wavs = normalize_waveforms(wavs, lengths)
-        attention_mask = lengths_to_mask(lengths, wavs.shape[1]).long()
-        out = self.model(wavs, attention_mask=attention_mask, output_hidden_states=True)
-        hidden = torch.stack(out.hidden_states, dim=0)
-        frame_lens = self.frame_lengths(lengths).clamp(max=hidden.shape[2])
-        return hidden, frame_lens
+        count = self.num_hidden_states if num_layers is None else num_layers + 1
+        with torch.inference_mode():
+            states, frame_lens = self.model.extract_features(
+                wavs, wav_lens, list(range(count))
+            )
+        # Stacked outside inference mode: an ordinary tensor.
+        return torch.stack(states, dim=0), frame_lens.clone()
