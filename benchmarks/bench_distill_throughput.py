@@ -121,8 +121,6 @@ class OurStep:
         }
         hparams = {
             "distill_loss": DistillationLoss(1.0, 1.0, "neg_cos"),
-            "groups": [[layer] for layer in LAYERS],
-            "opt_class": lambda params: torch.optim.AdamW(params, lr=LR),
             "gate_opt_class": lambda params: torch.optim.AdamW(params, lr=REG_LR),
             "lambda_opt_class": lambda params: torch.optim.AdamW(
                 params, lr=REG_LR, maximize=True
@@ -142,7 +140,11 @@ class OurStep:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.brain = PruningDistillationBrain(
-                modules=modules, hparams=hparams, run_opts=run_opts
+                [[layer] for layer in LAYERS],
+                modules=modules,
+                opt_class=lambda params: torch.optim.AdamW(params, lr=LR),
+                hparams=hparams,
+                run_opts=run_opts,
             )
         self.brain._compile()
         self.brain.init_optimizers()

@@ -187,7 +187,8 @@ def end_to_end(args, teacher, batches, count):
         **timed.clock.report(count, "teacher_"),
         **similarity.report(count, "similarity_"),
         "accumulator_bound_mb": round(
-            accumulator_memory_bytes(13, 768, args.measure) / 1e6
+            accumulator_memory_bytes(13, 768, args.measure, **_bound_options(options))
+            / 1e6
         ),
         "min_offdiagonal": round(float(matrix[~np.eye(13, dtype=bool)].min()), 4),
     }
