@@ -83,7 +83,7 @@ if [[ "${VALUE[data_folder]}" == "$CORPUS" ]]; then
     "$PY" -m speechbrain_skill.data.synthetic_corpus --output "$CORPUS" \
         --num_speakers 8 --train_utterances 24 --dev_utterances 3 --test_utterances 3
 fi
-echo "quickstart: $THREADS CPU threads (THREADS=N to change), output in ${VALUE[output_folder]}"
+echo "quickstart: CPU threads $THREADS (THREADS=N to change), output in ${VALUE[output_folder]}"
 
 cd "$ROOT/recipes/LibriSpeech/distillation"
 "$PY" train.py "hparams/${YAML:-skill_wavlm.yaml}" "${ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"}

@@ -70,7 +70,8 @@ def plot_curves(histories, path):
         axes[0].plot(steps, [e["distill_loss"] for e in entries], label=f"{stage}")
         offset = steps[-1]
     axes[0].set(title="Distillation loss (train)", xlabel="step (stages chained)")
-    axes[0].legend()
+    if axes[0].get_lines():  # a run shorter than log_interval logged no step
+        axes[0].legend()
     if pruning:
         steps = [e["step"] for e in pruning]
         axes[1].plot(steps, [e["expected_sparsity"] for e in pruning], label="expected")
