@@ -63,3 +63,19 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(caplog):
     assert any("the layer" in m and "eagerly" in m for m in messages)
     torch.testing.assert_close(output, expected)
     torch.testing.assert_close(again, expected)
+
+
+def test_compiled_teacher_matches_eager_with_inference_mode_outside_the_graph():
+    from student_helpers import padded_batch, random_hf_model
+
+    from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+
+    teacher = FrozenSSLTeacher(random_hf_model("hubert"))
+    wavs, wav_lens = padded_batch()
+    expected, expected_lens = teacher(wavs, wav_lens)
+    teacher.compile_model(name="teacher", backend="eager")
+    hidden, frame_lens = teacher(wavs, wav_lens, num_layers=2)
+    assert is_compiled(teacher.model, "extract_features")
+    assert not hidden.is_inference()
+    torch.testing.assert_close(hidden, expected[:3])
+    assert torch.equal(frame_lens, expected_lens)

@@ -151,8 +151,13 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
             dynamic=self.compile_using_dynamic_shape_tracing,
         )
         for name in self.compile_module_keys or ("teacher", "student"):
-            if name in self.modules:
-                compile_forward(unwrap(self.modules[name]), name=name, **options)
+            if name not in self.modules:
+                continue
+            module = unwrap(self.modules[name])
+            if hasattr(module, "compile_model"):  # the frozen teacher
+                module.compile_model(name=name, **options)
+            else:
+                compile_forward(module, name=name, **options)
 
     def init_optimizers(self):
         """One optimizer for student weights and heads (the teacher is frozen)."""

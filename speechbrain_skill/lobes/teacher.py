@@ -86,6 +86,25 @@ class FrozenSSLTeacher(torch.nn.Module):
         """Stay in eval mode whatever is asked: no dropout, no LayerDrop."""
         return super().train(False)
 
+    def compile_model(self, **options):
+        """``torch.compile`` the model's computation, inference mode staying outside.
+
+        Arguments
+        ---------
+        **options
+            Passed to
+            :func:`~speechbrain_skill.training.compile.compile_forward`.
+
+        Returns
+        -------
+        FrozenSSLTeacher
+            Itself.
+        """
+        from speechbrain_skill.training.compile import compile_forward
+
+        compile_forward(self.model, method="extract_features", **options)
+        return self
+
     def frame_lengths(self, sample_lengths):
         """Frames produced for utterances of the given absolute sample lengths."""
         return self.model.frame_lengths(sample_lengths)

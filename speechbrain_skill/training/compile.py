@@ -35,6 +35,7 @@ class _CompiledOrEager:
             try:
                 return self.compiled(*args, **kwargs)
             except Exception as err:  # any compiler failure: run eagerly
+                torch._dynamo.reset()
                 logger.warning(
                     "torch.compile of %s failed, running it eagerly: %s: %s",
                     self.name,
@@ -45,8 +46,8 @@ class _CompiledOrEager:
         return self.eager(*args, **kwargs)
 
 
-def compile_forward(module, name=None, **options):
-    """Compile ``module.forward`` in place, with an eager fallback.
+def compile_forward(module, name=None, method="forward", **options):
+    """Compile ``module.forward`` (or another method) in place, with an eager fallback.
 
     Arguments
     ---------
@@ -54,6 +55,8 @@ def compile_forward(module, name=None, **options):
         Module whose forward is compiled (not a DDP wrapper: unwrap first).
     name : str, optional
         Name used in the fallback warning.
+    method : str
+        The method to compile.
     **options
         ``torch.compile`` options (``mode``, ``dynamic``, ``fullgraph``,
         ``backend``).
@@ -77,13 +80,14 @@ def compile_forward(module, name=None, **options):
     if not hasattr(torch, "compile"):
         logger.warning("This PyTorch has no torch.compile: %s runs eagerly.", name)
         return module
-    if isinstance(module.forward, _CompiledOrEager):
-        return module
-    module.forward = _CompiledOrEager(name, module.forward, options)
+    if not isinstance(getattr(module, method), _CompiledOrEager):
+        setattr(
+            module, method, _CompiledOrEager(name, getattr(module, method), options)
+        )
     return module
 
 
-def is_compiled(module):
+def is_compiled(module, method="forward"):
     """Tell whether :func:`compile_forward` was applied and has not fallen back.
 
     Example
@@ -92,5 +96,5 @@ def is_compiled(module):
     >>> is_compiled(layer), is_compiled(compile_forward(layer, backend="eager"))
     (False, True)
     """
-    forward = module.__dict__.get("forward")
-    return isinstance(forward, _CompiledOrEager) and forward.compiled is not None
+    function = module.__dict__.get(method)
+    return isinstance(function, _CompiledOrEager) and function.compiled is not None
