@@ -24,6 +24,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_skill.data.dataio import make_audio_dataset
 from speechbrain_skill.downstream.asr import CTCBrain
+from speechbrain_skill.training.checks import read_settings
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 
@@ -75,10 +76,11 @@ def dataio_prepare(hparams):
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
+    # One run per output folder: a second run stops here, naming the first,
+    # before the yaml loads the upstream.
+    lock_output_folder(read_settings(hparams_file, overrides)["output_folder"])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
-    # One run per output folder: a second run stops here, naming the first.
-    lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

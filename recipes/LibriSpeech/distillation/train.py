@@ -83,12 +83,13 @@ if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     # The plain settings are checked before the yaml builds (and maybe
     # downloads) the teacher: a bad value, data folder or run option fails now.
-    stages.check_settings(read_settings(hparams_file, overrides), run_opts)
+    settings = read_settings(hparams_file, overrides)
+    stages.check_settings(settings, run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
+    # One run per output folder: a second run stops here, naming the first.
+    lock_output_folder(settings["output_folder"])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
-    # One run per output folder: a second run stops here, naming the first.
-    lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

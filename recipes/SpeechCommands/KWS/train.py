@@ -24,15 +24,17 @@ from speechbrain_skill.downstream.data import (
     classification_datasets,
     train_loader_options,
 )
+from speechbrain_skill.training.checks import read_settings
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
+    # One run per output folder: a second run stops here, naming the first,
+    # before the yaml loads the upstream.
+    lock_output_folder(read_settings(hparams_file, overrides)["output_folder"])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
-    # One run per output folder: a second run stops here, naming the first.
-    lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
