@@ -152,3 +152,26 @@ def test_recipe_reports_configuration_errors_before_loading_the_teacher(
     args = [arg.format(**paths) for arg in args]
     log = _fails_before_the_teacher(tmp_path, *args)
     assert message.format(**paths) in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "hparam_file",
+    [
+        "recipes/SpeechCommands/KWS/hparams/kws_mean_pool.yaml",
+        "recipes/VoxCeleb1/SID/hparams/sid_mean_pool.yaml",
+        "recipes/LibriSpeech/ASR/hparams/ctc_bilstm.yaml",
+    ],
+)
+def test_downstream_recipes_check_the_data_folder_before_the_upstream(
+    hparam_file, tmp_path
+):
+    # The yamls' default upstream is a hub id: offline, loading it fails.
+    nowhere = tmp_path / "nowhere"
+    log = run_recipe(
+        hparam_file,
+        [f"--data_folder={nowhere}", f"--output_folder={tmp_path / 'out'}"],
+        expect_failure=True,
+    )
+    assert f"data_folder '{nowhere}' does not exist" in log
+    assert "Could not load" not in log

@@ -24,7 +24,12 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_skill.data.dataio import make_audio_dataset
 from speechbrain_skill.downstream.asr import CTCBrain
-from speechbrain_skill.training.checks import read_settings
+from speechbrain_skill.training.checks import (
+    check_data_folder,
+    check_positive,
+    check_run_options,
+    read_settings,
+)
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 
@@ -76,9 +81,18 @@ def dataio_prepare(hparams):
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
-    # One run per output folder: a second run stops here, naming the first,
-    # before the yaml loads the upstream.
-    lock_output_folder(read_settings(hparams_file, overrides)["output_folder"])
+    # Plain settings first: a bad value, data folder or run option fails
+    # before the yaml builds (and maybe downloads) the upstream.
+    settings = read_settings(hparams_file, overrides)
+    check_run_options(settings, run_opts)
+    check_data_folder(
+        settings["data_folder"],
+        skip_prep=settings["skip_prep"],
+        manifests=[settings["train_csv"], settings["valid_csv"]],
+    )
+    check_positive(settings, ["number_of_epochs", "batch_size"])
+    # One run per output folder: a second run stops here, naming the first.
+    lock_output_folder(settings["output_folder"])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(

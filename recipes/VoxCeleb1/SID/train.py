@@ -24,15 +24,29 @@ from speechbrain_skill.downstream.data import (
     classification_datasets,
     train_loader_options,
 )
-from speechbrain_skill.training.checks import read_settings
+from speechbrain_skill.training.checks import (
+    check_data_folder,
+    check_positive,
+    check_run_options,
+    read_settings,
+)
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
-    # One run per output folder: a second run stops here, naming the first,
-    # before the yaml loads the upstream.
-    lock_output_folder(read_settings(hparams_file, overrides)["output_folder"])
+    # Plain settings first: a bad value, data folder or run option fails
+    # before the yaml builds (and maybe downloads) the upstream.
+    settings = read_settings(hparams_file, overrides)
+    check_run_options(settings, run_opts)
+    check_data_folder(
+        settings["data_folder"],
+        skip_prep=settings["skip_prep"],
+        manifests=[settings["train_csv"], settings["valid_csv"]],
+    )
+    check_positive(settings, ["number_of_epochs", "batch_size", "eval_batch_size"])
+    # One run per output folder: a second run stops here, naming the first.
+    lock_output_folder(settings["output_folder"])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(
