@@ -59,7 +59,6 @@ def test_loss_decreases_on_a_fixed_batch(tiny_hubert):
     student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
     hparams = {
         "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
-        "lr_annealing": lambda optimizer: None,
         "log_interval": 10**6,
     }
     modules = {
@@ -165,7 +164,6 @@ def test_empty_batch_is_skipped_alone_and_a_zero_loss_step_under_ddp(tiny_hubert
     student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
     hparams = {
         "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
-        "lr_annealing": lambda optimizer: None,
         "log_interval": 10**6,
     }
     modules = {
@@ -190,3 +188,54 @@ def test_empty_batch_is_skipped_alone_and_a_zero_loss_step_under_ddp(tiny_hubert
     assert brain.optimizer_step == 1
     assert brain.skipped == {"missing": {"a"}, "NaN or Inf samples": {"b"}}
     assert all(torch.equal(a, b) for a, b in zip(before, brain.main_parameters()))
+
+
+def test_s3prl_distiller_settings(tmp_path, tiny_hubert):
+    overrides = {
+        "data_folder": str(tmp_path),
+        "output_folder": str(tmp_path / "out"),
+        "teacher_source": tiny_hubert,
+        "groups": [[2], [3], [4]],
+    }
+    with open(RECIPE / "hparams" / "distilhubert.yaml") as handle:
+        hparams = load_hyperpyyaml(handle, overrides)
+    student = hparams["student"]
+    # s3prl's DistillerModel: no LayerNorm before post_extract_proj.
+    assert student.feature_projection.layer_norm is None
+    assert hparams["max_grad_norm"] == 5.0
+    assert hparams["final_hparams"]["bias_weight_decay"] == 0.0
+    brain = DistillationBrain(
+        [[2], [3], [4]],
+        modules={
+            "teacher": hparams["teacher"],
+            "student": student,
+            "heads": hparams["heads"](student_layers=[2, 2, 2], input_dim=32),
+        },
+        opt_class=hparams["final_opt_class"],
+        hparams=hparams["final_hparams"],
+        run_opts={},
+    )
+    brain.init_optimizers()
+    decayed, free = brain.optimizer.param_groups
+    assert decayed["betas"] == (0.9, 0.98) and decayed["eps"] == 1e-6
+    assert decayed["weight_decay"] == 0.01 and free["weight_decay"] == 0.0
+    names = {id(p): n for n, p in brain.named_main_parameters()}
+    assert all(names[id(p)].endswith("bias") for p in free["params"])
+    assert not any(names[id(p)].endswith("bias") for p in decayed["params"])
+
+
+def test_feature_grad_scale_scales_only_the_cnn_gradient(tiny_hubert):
+    wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    grads = {}
+    for scale in (1.0, 0.1):
+        student = PrunableSSLStudent.from_hf(
+            tiny_hubert, num_layers=2, feature_grad_scale=scale
+        ).train()
+        hidden, _ = student(wavs)
+        hidden[-1].pow(2).mean().backward()
+        grads[scale] = {n: p.grad.clone() for n, p in student.named_parameters()}
+        with torch.no_grad():
+            assert torch.equal(student(wavs)[0], hidden.detach())
+    for name, grad in grads[1.0].items():
+        expected = 0.1 * grad if name.startswith("feature_extractor.") else grad
+        assert torch.allclose(grads[0.1][name], expected, rtol=1e-5, atol=1e-9), name

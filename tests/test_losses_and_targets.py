@@ -96,6 +96,32 @@ def test_layer_projections_start_as_identity_and_train():
     assert PredictionHeads(3, 4, 8, 4)(hidden).shape == (3, 2, 3, 4)
 
 
+def test_shared_projection_is_one_linear_trained_by_all_its_targets():
+    # DPHuBERT's distill_layers=0.4,8,12: target 0 alone, targets 1-3 share.
+    heads = LayerProjections([0, 4, 8, 12], 4, sharing=[[0], [1, 2, 3]])
+    assert len(list(heads.parameters())) == 4  # two Linear layers
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in heads.parameters():
+            p.normal_()
+    hidden = torch.randn(13, 2, 3, 4)
+    out = heads(hidden)
+    shared, own = heads.projections[1], heads.projections[0]
+    assert torch.allclose(out[0], own(hidden[0]))
+    for target, layer in ((1, 4), (2, 8), (3, 12)):
+        assert torch.allclose(out[target], shared(hidden[layer]))
+    # The shared weight's gradient is the sum of its three targets' gradients.
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    expected = sum(
+        (weights[t].reshape(-1, 4).T @ hidden[layer].reshape(-1, 4))
+        for t, layer in ((1, 4), (2, 8), (3, 12))
+    )
+    assert torch.allclose(shared.weight.grad, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="exactly once"):
+        LayerProjections([0, 4, 8], 4, sharing=[[0], [1]])
+
+
 def test_lagrangian_target_warmup_and_gradient_signs():
     lagrangian = SparsityLagrangian(0.6, warmup_steps=100)
     assert [lagrangian.target_at(s) for s in (0, 50, 100, 500)] == [0.0, 0.3, 0.6, 0.6]

@@ -227,7 +227,6 @@ def _adamw(params):
 
 def _robust_hparams(**extra):
     return {
-        "lr_annealing": lambda optimizer: None,
         "log_interval": 10**6,
         "student_input_transform": SpeechCorruption(),
         "auxiliary_loss": EnhancementLoss(weight=2.0, features=extra.pop("features")),

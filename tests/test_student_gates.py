@@ -47,16 +47,47 @@ def test_training_samples_vary_eval_is_deterministic():
     assert torch.equal(first, gate())
 
 
-def test_eval_keeps_round_expected_l0_largest_log_alpha():
-    gate = gate_with(LOG_ALPHAS).eval()
-    expected = gate.keep_probability().sum().item()
-    kept = math.floor(expected + 0.5)
-    mask = gate()
-    order = torch.argsort(LOG_ALPHAS, descending=True)
-    assert (mask[order[:kept]] > 0).all()
-    assert (mask[order[kept:]] == 0).all()
-    estimate = (torch.sigmoid(LOG_ALPHAS) * 1.2 - 0.1).clamp(0, 1)
-    assert torch.allclose(mask[order[:kept]], estimate[order[:kept]])
+def reference_eval_mask(log_alpha, beta=2.0 / 3.0, low=-0.1, high=1.1):
+    """The DPHuBERT reference's eval rule, written out from its definition.
+
+    num_zeros = round(n - expected L0) (Python round); soft value of every
+    unit sigmoid(log_alpha / beta * 0.8); the num_zeros smallest set to 0.
+    """
+    values = [float(a) for a in log_alpha]
+    n = len(values)
+    l0 = sum(1 / (1 + math.exp(-(a - beta * math.log(-low / high)))) for a in values)
+    num_zeros = round(n - l0)
+    soft = [1 / (1 + math.exp(-a / beta * 0.8)) for a in values]
+    dropped = sorted(range(n), key=lambda i: soft[i])[:num_zeros]
+    return [0.0 if i in dropped else soft[i] for i in range(n)], n - num_zeros
+
+
+def test_eval_mask_follows_the_reference_rule():
+    generator = torch.Generator().manual_seed(0)
+    cases = [LOG_ALPHAS]
+    # Gates after training: spread log_alpha, many near the decision boundary.
+    cases += [torch.randn(n, generator=generator) * 3 - 1 for n in (5, 12, 64, 3072)]
+    for log_alpha in cases:
+        gate = gate_with(log_alpha).eval()
+        expected, kept = reference_eval_mask(log_alpha)
+        mask = gate()
+        assert int((mask != 0).sum()) == kept == gate.num_kept()
+        assert torch.allclose(mask, torch.tensor(expected), rtol=1e-6, atol=1e-7)
+
+
+def test_eval_mask_keeps_round_expected_l0_where_the_old_rule_kept_fewer():
+    # FFN gates during pruning: many units at log_alpha in (-5, -2) still count
+    # towards the expected L0 (P(z > 0) = sigmoid(a + 1.6)), while the clamped
+    # stretched estimate clamp(sigmoid(a) * 1.2 - 0.1, 0, 1) is 0 below -2.4:
+    # a rule keeping only non-zero estimates kept fewer units than expected.
+    log_alpha = torch.linspace(-5.0, -2.0, 3072)
+    gate = gate_with(log_alpha).eval()
+    l0 = gate.expected_num_kept().item()
+    kept = int((gate() != 0).sum())
+    assert kept == 3072 - round(3072 - l0)
+    assert kept > int((log_alpha > math.log(1 / 11)).sum())
+    # The kept units are those with the largest log_alpha.
+    assert (gate()[-kept:] > 0).all()
 
 
 def test_initialisation_follows_drop_rate():

@@ -10,15 +10,27 @@ and ``auxiliary_loss`` adds task-specific terms (enhancement head).
 sparsity Lagrangian: three optimizers (main weights; gate ``log_alpha`` at
 ``reg_lr``; multipliers by gradient ascent), all checkpointed.
 
+Learning rates: ONE warmup-then-linear-decay factor (``lr_annealing``) scales
+every group, and the first step already runs at the warmup value, as in the
+DPHuBERT reference (:func:`set_scheduled_lrs`); ``reg_lr_follows_schedule:
+False`` keeps gates and multipliers at a constant ``reg_lr`` instead. One
+gradient-norm clip covers all optimizers' groups together.
+
 Modules expected in ``modules``: ``teacher`` (FrozenSSLTeacher), ``student``
 (PrunableSSLStudent), ``heads`` (LayerProjections / PredictionHeads), and for
 pruning ``lagrangian`` (SparsityLagrangian). The teacher layer groups are
 an argument (``groups``); ``opt_class`` is SpeechBrain's optimizer argument.
 Hyperparameters used (a recipe passes one block per stage, e.g.
 ``prune_hparams``): ``distill_loss``, ``group_weights`` (optional),
-``lr_annealing``, ``max_steps``, ``log_interval``, ``train_logger``,
-``history_path``, ``student_input_transform`` and ``auxiliary_loss``
-(optional), and for pruning ``gate_opt_class``, ``lambda_opt_class``.
+``lr_annealing`` (a ``LinearWarmupScheduler`` or None), ``max_steps``,
+``log_interval``, ``train_logger``, ``history_path``,
+``student_input_transform`` and ``auxiliary_loss`` (optional),
+``hidden_state_zero`` (optional, default ``projection``: the reference's
+hidden state 0, see
+:func:`~speechbrain_skill.lobes.student.model.check_hidden_state_zero`),
+``bias_weight_decay`` (optional: weight decay of the biases, in their own
+group), and for pruning ``gate_opt_class``, ``lambda_opt_class``,
+``reg_lr_follows_schedule`` (optional, default True).
 """
 
 import json
@@ -38,6 +50,7 @@ from speechbrain_skill.training.batch_skipping import (
     merge_skipped,
 )
 from speechbrain_skill.training.compile import compile_forward
+from speechbrain_skill.training.lr_schedule import set_scheduled_lrs
 from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.progress import StepBudgetProgress
 
@@ -81,8 +94,9 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         wavs, wav_lens = batch.sig
         # The teacher stops at the deepest layer that a target needs.
         deepest = max(max(group) for group in self.groups)
+        state_zero = getattr(self.hparams, "hidden_state_zero", "projection")
         teacher_hidden, frame_lens = self.modules.teacher(
-            wavs, wav_lens, num_layers=deepest
+            wavs, wav_lens, num_layers=deepest, hidden_state_zero=state_zero
         )
         targets = group_targets(
             teacher_hidden,
@@ -93,7 +107,9 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         transform = getattr(self.hparams, "student_input_transform", None)
         if transform is not None and stage == sb.Stage.TRAIN:
             student_wavs = transform(wavs, wav_lens)
-        student_hidden, _ = self.modules.student(student_wavs, wav_lens)
+        student_hidden, _ = self.modules.student(
+            student_wavs, wav_lens, hidden_state_zero=state_zero
+        )
         predictions = self.modules.heads(student_hidden)
         predictions, targets = align_frames(predictions, targets.to(predictions.dtype))
         mask = lengths_to_mask(frame_lens, predictions.shape[2])
@@ -125,14 +141,43 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         return loss
 
     # ------------------------------------------------------------ optimizers
-    def main_parameters(self):
-        """Trainable weights other than gates and multipliers."""
-        params = list(self.student.main_parameters())
+    def named_main_parameters(self):
+        """(name, parameter) of the trainable weights but gates and multipliers."""
+        named = [
+            (f"student.{n}", p)
+            for n, p in self.student.named_parameters()
+            if not n.endswith("log_alpha")
+        ]
         for name, module in self.modules.items():
             if name in ("student", "teacher", "lagrangian"):
                 continue
-            params.extend(p for p in module.parameters() if p.requires_grad)
-        return params
+            named.extend(
+                (f"{name}.{n}", p)
+                for n, p in module.named_parameters()
+                if p.requires_grad
+            )
+        return named
+
+    def main_parameters(self):
+        """Trainable weights other than gates and multipliers."""
+        return [p for _, p in self.named_main_parameters()]
+
+    def main_parameter_groups(self):
+        """Main weights; biases in their own group if ``bias_weight_decay`` is set.
+
+        s3prl's DistilHuBERT optimizer decays every weight but no bias.
+        """
+        bias_decay = getattr(self.hparams, "bias_weight_decay", None)
+        if bias_decay is None:
+            return self.main_parameters()
+        named = self.named_main_parameters()
+        return [
+            {"params": [p for n, p in named if not n.endswith("bias")]},
+            {
+                "params": [p for n, p in named if n.endswith("bias")],
+                "weight_decay": float(bias_decay),
+            },
+        ]
 
     def _compile(self):
         """``--compile``: compile the forward of the teacher and student in place.
@@ -161,7 +206,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
 
     def init_optimizers(self):
         """One optimizer for student weights and heads (the teacher is frozen)."""
-        self.optimizer = self.opt_class(self.main_parameters())
+        self.optimizer = self.opt_class(self.main_parameter_groups())
         self.optimizers_dict = {"main": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
@@ -180,12 +225,56 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         )
         print(rank_prefixed_message(message), flush=True)
 
+    def optimizers_step(self):
+        """SpeechBrain's optimizer step, with ONE gradient-norm clip over everything.
+
+        The references clip the norm of all trained parameters together
+        (Lightning for DPHuBERT: weights, log_alpha and multipliers; s3prl
+        for DistilHuBERT); SpeechBrain's default clips the first parameter
+        group of each optimizer on its own.
+        """
+        valid = self.freeze_optimizers(self.optimizers_dict)
+        for optimizer in valid.values():
+            self.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(
+            [
+                p
+                for optimizer in valid.values()
+                for group in optimizer.param_groups
+                for p in group["params"]
+            ],
+            self.max_grad_norm,
+        )
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
+        for optimizer in valid.values():
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        for optimizer in valid.values():
+            optimizer.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
+
+    def scheduled_optimizers(self):
+        """The optimizers whose learning rates follow ``lr_annealing``."""
+        return [self.optimizer]
+
+    def apply_lr_schedule(self):
+        """Set the learning rates of the next optimizer step (idempotent)."""
+        set_scheduled_lrs(
+            getattr(self.hparams, "lr_annealing", None),
+            self.scheduled_optimizers(),
+            self.optimizer_step + 1,
+        )
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Set the learning rates of the step this batch contributes to."""
+        self.apply_lr_schedule()
+
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Step the learning-rate schedule and log step-level statistics."""
+        """Count the utterances and log step-level statistics."""
         self.trained_utterances += int(outputs["wavs"].shape[0])
         if not should_step:
             return
-        self.hparams.lr_annealing(self.optimizer)
         if self.optimizer_step % self.hparams.log_interval == 0:
             stats = {"loss": float(loss.detach()), **self.step_statistics()}
             self.log_step(stats)
@@ -296,6 +385,12 @@ class PruningDistillationBrain(DistillationBrain):
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("gate_optimizer", self.gate_optimizer)
             self.checkpointer.add_recoverable("lambda_optimizer", self.lambda_optimizer)
+
+    def scheduled_optimizers(self):
+        """Main weights and, by default (as the reference), gates and multipliers."""
+        if getattr(self.hparams, "reg_lr_follows_schedule", True):
+            return [self.optimizer, self.gate_optimizer, self.lambda_optimizer]
+        return [self.optimizer]
 
     def step_statistics(self):
         """Add sparsity, target, multipliers and expected parameters."""

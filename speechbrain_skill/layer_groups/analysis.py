@@ -193,6 +193,7 @@ def run_layer_analysis(
     device="cpu",
     progress=True,
     metadata=None,
+    hidden_state_zero=None,
     **measure_options,
 ):
     """Compute the layer similarity, cluster it and write all outputs.
@@ -229,6 +230,9 @@ def run_layer_analysis(
         Progress bar.
     metadata : dict, optional
         Extra facts stored in ``groups.json`` (e.g. the manifest).
+    hidden_state_zero : str, optional
+        Convention of hidden state 0, see
+        :func:`~speechbrain_skill.layer_groups.similarity.compute_layer_similarity`.
     **measure_options
         Passed to the measure.
 
@@ -275,6 +279,7 @@ def run_layer_analysis(
         device=device,
         progress=progress,
         return_stats=True,
+        hidden_state_zero=hidden_state_zero,
         **measure_options,
     )
     write_similarity(similarity, files["matrix_npy"], files["matrix_csv"])
@@ -283,6 +288,8 @@ def run_layer_analysis(
     info = {
         "teacher": teacher_name,
         "measure": measure,
+        "hidden_state_zero": hidden_state_zero
+        or getattr(teacher, "hidden_state_zero", "transformer_input"),
         "num_utterances": stats.num_utterances,
         "num_frames": stats.num_frames,
         "num_frames_used": stats.num_frames_used,

@@ -15,6 +15,7 @@ import torch
 from speechbrain_skill.layer_groups.accumulators import MEASURES
 from speechbrain_skill.layer_groups.analysis import run_layer_analysis
 from speechbrain_skill.layer_groups.clustering import LINKAGES
+from speechbrain_skill.lobes.student.model import HIDDEN_STATE_ZERO
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,14 @@ def build_parser():
     parser.add_argument("--k", type=int, default=4, help="number of groups")
     parser.add_argument("--linkage", default="average", choices=LINKAGES)
     parser.add_argument("--measure", default="cka", choices=sorted(MEASURES))
+    parser.add_argument(
+        "--hidden_state_zero",
+        default="projection",
+        choices=HIDDEN_STATE_ZERO,
+        help="state 0 (row 0): the feature projection output before the "
+        "positional conv (DPHuBERT reference, the distillation default) or "
+        "Hugging Face's hidden_states[0] (transformer_input)",
+    )
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument(
         "--max_frames_per_utterance",
@@ -194,6 +203,7 @@ def main(argv=None):
             device=args.device,
             progress=not args.no_progress,
             metadata={"manifest": os.path.abspath(manifest)},
+            hidden_state_zero=args.hidden_state_zero,
             **options,
         )
     except ValueError as err:

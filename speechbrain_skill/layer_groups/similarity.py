@@ -137,6 +137,7 @@ def compute_layer_similarity(
     device="cpu",
     progress=True,
     return_stats=False,
+    hidden_state_zero=None,
     **measure_options,
 ):
     """Similarity matrix of all hidden states of a frozen teacher over a set of audio.
@@ -163,6 +164,10 @@ def compute_layer_similarity(
         Show a progress bar.
     return_stats : bool
         Also return a :class:`SimilarityStats`.
+    hidden_state_zero : str, optional
+        Convention of hidden state 0 (row 0 of the matrix): ``projection``
+        (DPHuBERT reference) or ``transformer_input`` (Hugging Face); passed
+        to the teacher call. None: the teacher's own.
     **measure_options
         Passed to the measure (see
         :func:`~speechbrain_skill.layer_groups.accumulators.make_accumulator`).
@@ -195,7 +200,12 @@ def compute_layer_similarity(
     with torch.inference_mode():
         for batch in bar:
             wavs, wav_lens = unpack_batch(batch)
-            hidden, frame_lens = teacher(wavs.to(device), wav_lens.to(device))
+            convention = {}
+            if hidden_state_zero is not None:
+                convention["hidden_state_zero"] = hidden_state_zero
+            hidden, frame_lens = teacher(
+                wavs.to(device), wav_lens.to(device), **convention
+            )
             frames = select_frames(
                 hidden, frame_lens, max_frames_per_utterance, generator
             )

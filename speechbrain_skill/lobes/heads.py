@@ -1,8 +1,9 @@
 """Heads that map student hidden states to distillation targets.
 
-* :class:`LayerProjections` (DPHuBERT / SKILL): one linear map per target,
-  applied to a chosen student layer, initialised to the identity so that a
-  student copied from the teacher starts from its own layer.
+* :class:`LayerProjections` (DPHuBERT / SKILL): a linear map per target (or
+  shared by a group of targets), applied to a chosen student layer,
+  initialised to the identity so that a student copied from the teacher
+  starts from its own layer.
 * :class:`PredictionHeads` (DistilHuBERT): one Linear-GELU-Linear per target,
   all on the last student layer (or on a chosen layer per target).
 
@@ -14,7 +15,12 @@ import torch
 
 
 class LayerProjections(torch.nn.Module):
-    """Per-target linear projections of selected student layers, identity-initialised.
+    """Linear projections of selected student layers, identity-initialised.
+
+    Targets may share a projection: DPHuBERT's reference recipe
+    (``distill_layers=0.4,8,12``) gives target 0 (hidden state 0) its own
+    Linear and targets 4, 8 and 12 ONE shared Linear, i.e.
+    ``sharing=[[0], [1, 2, 3]]``. By default each target has its own.
 
     Arguments
     ---------
@@ -25,6 +31,10 @@ class LayerProjections(torch.nn.Module):
     output_dim : int, optional
         Teacher hidden size (defaults to ``input_dim``). Identity init needs
         equal sizes; otherwise the default PyTorch init is used.
+    sharing : list of list of int, optional
+        Groups of target positions (0-based, in the order of
+        ``student_layers``) that share one projection; every target in
+        exactly one group. None: one projection per target.
 
     Example
     -------
@@ -32,26 +42,46 @@ class LayerProjections(torch.nn.Module):
     >>> hidden = torch.randn(3, 1, 5, 4)
     >>> torch.allclose(heads(hidden), hidden[[0, 2]])
     True
+    >>> shared = LayerProjections([0, 1, 2], 4, sharing=[[0], [1, 2]])
+    >>> len(shared.projections), shared.projection(1) is shared.projection(2)
+    (2, True)
     """
 
-    def __init__(self, student_layers, input_dim, output_dim=None):
+    def __init__(self, student_layers, input_dim, output_dim=None, sharing=None):
         super().__init__()
         output_dim = output_dim or input_dim
         self.student_layers = [int(layer) for layer in student_layers]
+        count = len(self.student_layers)
+        if sharing is None:
+            sharing = [[target] for target in range(count)]
+        positions = sorted(int(t) for group in sharing for t in group)
+        if positions != list(range(count)):
+            raise ValueError(
+                f"sharing {sharing} must name each of the {count} targets "
+                f"(0..{count - 1}) exactly once."
+            )
+        self.target_projection = [0] * count
+        for index, group in enumerate(sharing):
+            for target in group:
+                self.target_projection[int(target)] = index
         self.projections = torch.nn.ModuleList(
-            torch.nn.Linear(input_dim, output_dim) for _ in self.student_layers
+            torch.nn.Linear(input_dim, output_dim) for _ in sharing
         )
         if input_dim == output_dim:
             for layer in self.projections:
                 torch.nn.init.eye_(layer.weight)
                 torch.nn.init.zeros_(layer.bias)
 
+    def projection(self, target):
+        """The Linear that maps target ``target`` (position in ``student_layers``)."""
+        return self.projections[self.target_projection[target]]
+
     def forward(self, student_hidden):
         """Project each selected student layer."""
         return torch.stack(
             [
-                proj(student_hidden[layer])
-                for proj, layer in zip(self.projections, self.student_layers)
+                self.projection(target)(student_hidden[layer])
+                for target, layer in enumerate(self.student_layers)
             ]
         )
 

@@ -3,7 +3,10 @@
 import torch
 
 from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, waveform_normalization
-from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+from speechbrain_skill.lobes.student.model import (
+    PrunableSSLStudent,
+    check_hidden_state_zero,
+)
 
 NO_DROPOUT = dict(
     hidden_dropout=0.0,
@@ -36,6 +39,12 @@ class FrozenSSLTeacher(torch.nn.Module):
         source's feature-extractor config.
     cache_dir : str, optional
         Hugging Face cache folder.
+    hidden_state_zero : str
+        Convention of hidden state 0 when a call does not name one:
+        ``transformer_input`` (Hugging Face's ``hidden_states[0]``) or
+        ``projection`` (DPHuBERT reference: the feature projection output
+        before the positional conv and encoder LayerNorm), see
+        :func:`~speechbrain_skill.lobes.student.model.check_hidden_state_zero`.
 
     Example
     -------
@@ -54,8 +63,10 @@ class FrozenSSLTeacher(torch.nn.Module):
         source,
         normalize_waveform=None,
         cache_dir=None,
+        hidden_state_zero="transformer_input",
     ):
         super().__init__()
+        self.hidden_state_zero = check_hidden_state_zero(hidden_state_zero)
         hf_model = load_hf_ssl_model(source, cache_dir=cache_dir)
         if normalize_waveform is None:
             normalize_waveform = (
@@ -109,7 +120,9 @@ class FrozenSSLTeacher(torch.nn.Module):
         """Frames produced for utterances of the given absolute sample lengths."""
         return self.model.frame_lengths(sample_lengths)
 
-    def extract_features(self, wavs, wav_lens=None, layers=None):
+    def extract_features(
+        self, wavs, wav_lens=None, layers=None, hidden_state_zero=None
+    ):
         """Hidden states of selected layers, computing no deeper than needed.
 
         Arguments
@@ -121,6 +134,8 @@ class FrozenSSLTeacher(torch.nn.Module):
         layers : list of int, optional
             Hidden-state indices (negative ones count from the end); all by
             default.
+        hidden_state_zero : str, optional
+            Convention of state 0 (default: the teacher's own).
 
         Returns
         -------
@@ -139,12 +154,14 @@ class FrozenSSLTeacher(torch.nn.Module):
         (1, torch.Size([1, 24, 32]), [24])
         """
         with torch.inference_mode():
-            states, frame_lens = self.model.extract_features(wavs, wav_lens, layers)
+            states, frame_lens = self.model.extract_features(
+                wavs, wav_lens, layers, hidden_state_zero or self.hidden_state_zero
+            )
         # Copies made outside inference mode are ordinary tensors.
         return [state.clone() for state in states], frame_lens.clone()
 
     @torch.no_grad()
-    def forward(self, wavs, wav_lens=None, num_layers=None):
+    def forward(self, wavs, wav_lens=None, num_layers=None, hidden_state_zero=None):
         """Compute the hidden states up to a depth.
 
         Arguments
@@ -156,6 +173,8 @@ class FrozenSSLTeacher(torch.nn.Module):
         num_layers : int, optional
             Run only the first transformer layers (default: all); states
             0 to ``num_layers`` are returned.
+        hidden_state_zero : str, optional
+            Convention of state 0 (default: the teacher's own).
 
         Returns
         -------
@@ -167,7 +186,10 @@ class FrozenSSLTeacher(torch.nn.Module):
         count = self.num_hidden_states if num_layers is None else num_layers + 1
         with torch.inference_mode():
             states, frame_lens = self.model.extract_features(
-                wavs, wav_lens, list(range(count))
+                wavs,
+                wav_lens,
+                list(range(count)),
+                hidden_state_zero or self.hidden_state_zero,
             )
         # Stacked outside inference mode: an ordinary tensor.
         return torch.stack(states, dim=0), frame_lens.clone()

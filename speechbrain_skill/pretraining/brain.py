@@ -27,6 +27,7 @@ from speechbrain_skill.pretraining.export import export_pretrained
 from speechbrain_skill.pretraining.head import masked_prediction_loss
 from speechbrain_skill.pretraining.masking import compute_span_mask
 from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.training.lr_schedule import set_scheduled_lrs
 from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
@@ -105,13 +106,11 @@ class HuBERTPretrainBrain(SkipsUnusableBatches, sb.Brain):
     (1, True)
     """
 
-    def on_fit_start(self):
-        """Build optimizers, recover, then set the lr the schedule wants now."""
-        super().on_fit_start()
-        scheduler = self.hparams.lr_annealing
-        lr = scheduler.calculate_lr(scheduler.current_step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def on_fit_batch_start(self, batch, should_step):
+        """Set the learning rate of the coming step (step 1 at the warmup value)."""
+        set_scheduled_lrs(
+            self.hparams.lr_annealing, [self.optimizer], self.optimizer_step + 1
+        )
 
     def _model_config(self):
         return unwrap(self.modules.wavlm).config
@@ -166,11 +165,6 @@ class HuBERTPretrainBrain(SkipsUnusableBatches, sb.Brain):
     def record_skipped(self, batch):
         """Count skipped examples in the stage meter."""
         self.meter.skipped += len(getattr(batch, "skipped", ()))
-
-    def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Advance the learning-rate schedule after each optimizer step."""
-        if should_step:
-            self.hparams.lr_annealing(self.optimizer)
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh meter; fixed mask seed for validation and test."""

@@ -36,3 +36,20 @@ def repeat_for_groups(value, groups):
     [2, 2, 2]
     """
     return [value] * len(groups)
+
+
+def reference_projection_sharing(groups):
+    """DPHuBERT's projection sharing: the first target alone, the others together.
+
+    The reference's ``distill_layers=0.4,8,12`` gives target 0 its own
+    projection and targets 4, 8, 12 one shared projection.
+
+    Example
+    -------
+    >>> reference_projection_sharing([[0], [4], [8], [12]])
+    [[0], [1, 2, 3]]
+    >>> reference_projection_sharing([[0]])
+    [[0]]
+    """
+    rest = list(range(1, len(groups)))
+    return [[0], rest] if rest else [[0]]

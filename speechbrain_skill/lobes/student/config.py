@@ -69,6 +69,10 @@ class StudentConfig:
         Dropout rates (active in training mode only).
     normalize_waveform : bool
         Normalise each waveform to zero mean, unit variance before the CNN.
+    feature_grad_scale : float
+        Multiplier of the gradient that flows back into the conv feature
+        extractor (fairseq / s3prl ``feature_grad_mult``; DistilHuBERT: 0.1).
+        The forward pass is unchanged.
     unpruned_num_params : int, optional
         Parameter count of the unpruned model, the reference of the sparsity.
         Filled in when the model is built if missing.
@@ -119,6 +123,7 @@ class StudentConfig:
     activation_dropout: float = 0.0
     feat_proj_dropout: float = 0.0
     normalize_waveform: bool = False
+    feature_grad_scale: float = 1.0
     unpruned_num_params: Optional[int] = None
     prune_conv: bool = False
     prune_heads: bool = False

@@ -286,8 +286,10 @@ class Encoder(torch.nn.Module):
             EncoderLayer(config, index) for index in range(config.num_layers)
         )
 
-    def forward(self, x, frame_mask=None, num_layers=None):
-        """Return the hidden states [input of layer 0, output of each layer].
+    def forward(
+        self, x, frame_mask=None, num_layers=None, state_zero_before_pos_conv=False
+    ):
+        """Return the hidden states [state 0, output of each layer].
 
         Arguments
         ---------
@@ -297,6 +299,10 @@ class Encoder(torch.nn.Module):
             Bool (batch, frames), True on real frames.
         num_layers : int, optional
             Run only the first layers (default: all).
+        state_zero_before_pos_conv : bool
+            State 0 is the projected features (padding zeroed) before the
+            positional conv and the encoder LayerNorm (DPHuBERT reference)
+            instead of the input of layer 1 (Hugging Face).
 
         Returns
         -------
@@ -310,6 +316,7 @@ class Encoder(torch.nn.Module):
                 ~frame_mask, torch.finfo(x.dtype).min
             )
             padding_bias = padding_bias[:, None, None, :]
+        projected = x
         x = x + self.pos_conv_embed(x)
         if self.layer_norm is not None:
             x = self.layer_norm(x)
@@ -317,7 +324,7 @@ class Encoder(torch.nn.Module):
         position_bias = None
         if self.relative_position is not None:
             position_bias = self.relative_position(x.shape[1])
-        states = [x]
+        states = [projected if state_zero_before_pos_conv else x]
         layers = self.layers if num_layers is None else self.layers[:num_layers]
         for layer in layers:
             x = layer(x, padding_bias, position_bias)

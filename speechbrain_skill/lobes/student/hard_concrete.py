@@ -23,11 +23,13 @@ class HardConcreteGate(torch.nn.Module):
     ``z = clamp(s * (r - l) + l, 0, 1)``; one sample per call, shared by the
     whole batch.
 
-    Eval (deterministic): the ``round(sum of keep probabilities)`` units with
-    the largest ``log_alpha`` keep the value of Louizos et al.'s test-time
-    estimator ``clamp(sigmoid(log_alpha) * (r - l) + l, 0, 1)``; all others
-    are exactly 0. A kept unit whose estimate is 0 is therefore pruned too,
-    so that "kept" always means "non-zero mask value". Rounding is half up.
+    Eval (deterministic, the DPHuBERT reference rule): with
+    ``num_zeros = round(n - sum of keep probabilities)`` (Python's ``round``,
+    half to even, as the reference), the ``num_zeros`` smallest of the soft
+    values ``sigmoid(log_alpha / beta * 0.8)`` are set to exactly 0 and the
+    others keep their soft value (folded into the weights when the model is
+    materialised). Exactly ``n - num_zeros`` units are kept, so the
+    materialised size follows the expected size.
 
     Arguments
     ---------
@@ -116,7 +118,7 @@ class HardConcreteGate(torch.nn.Module):
         return self.keep_probability().sum()
 
     def num_kept(self):
-        """Number of units the deterministic mask keeps at most (round half up).
+        """Number of units the deterministic mask keeps: ``n - round(n - L0)``.
 
         Returns
         -------
@@ -127,10 +129,17 @@ class HardConcreteGate(torch.nn.Module):
         >>> HardConcreteGate(4, init_drop_rate=0.01).num_kept()
         4
         """
-        return int(math.floor(float(self.expected_num_kept().detach()) + 0.5))
+        expected_zeros = self.num_units - float(self.expected_num_kept().detach())
+        return self.num_units - round(expected_zeros)
 
-    def sample(self):
+    def sample(self, uniform=None):
         """One stochastic sample ``z`` (differentiable w.r.t. ``log_alpha``).
+
+        Arguments
+        ---------
+        uniform : torch.Tensor, optional
+            The noise ``u`` in (eps, 1 - eps), shape (num_units,); drawn when
+            not given (fixed noise serves tests and the reference comparison).
 
         Returns
         -------
@@ -142,8 +151,9 @@ class HardConcreteGate(torch.nn.Module):
         >>> HardConcreteGate(3).sample().shape
         torch.Size([3])
         """
-        uniform = torch.rand_like(self.log_alpha)
-        uniform = self.eps + (1.0 - 2.0 * self.eps) * uniform
+        if uniform is None:
+            uniform = torch.rand_like(self.log_alpha)
+            uniform = self.eps + (1.0 - 2.0 * self.eps) * uniform
         logits = torch.log(uniform) - torch.log1p(-uniform) + self.log_alpha
         stretched = torch.sigmoid(logits / self.temperature)
         stretched = stretched * (self.high - self.low) + self.low
@@ -161,16 +171,15 @@ class HardConcreteGate(torch.nn.Module):
         -------
         >>> gate = HardConcreteGate(4)
         >>> with torch.no_grad():
-        ...     _ = gate.log_alpha.copy_(torch.tensor([9.0, -9.0, 9.0, -9.0]))
+        ...     _ = gate.log_alpha.copy_(torch.tensor([30.0, -30.0, 30.0, -30.0]))
         >>> gate.deterministic_mask().tolist()
         [1.0, 0.0, 1.0, 0.0]
         """
-        estimate = torch.sigmoid(self.log_alpha) * (self.high - self.low) + self.low
-        estimate = estimate.clamp(0.0, 1.0)
-        kept = torch.topk(self.log_alpha.detach(), self.num_kept()).indices
-        keep = torch.zeros_like(estimate, dtype=torch.bool)
-        keep[kept] = True
-        return torch.where(keep, estimate, torch.zeros_like(estimate))
+        # 0.8: the reference's empirical correction of the soft value.
+        soft = torch.sigmoid(self.log_alpha.detach() / self.temperature * 0.8)
+        num_zeros = self.num_units - self.num_kept()
+        dropped = torch.topk(soft, num_zeros, largest=False).indices
+        return soft.index_fill(0, dropped, 0.0)
 
     def forward(self):
         """A sample in training mode, the deterministic mask in eval mode.

@@ -10,6 +10,38 @@ from speechbrain_skill.lobes.student.forward import student_hidden_states
 from speechbrain_skill.lobes.student.masks import StructureDims, mask_dims
 from speechbrain_skill.lobes.student.param_count import count_params
 
+HIDDEN_STATE_ZERO = ("transformer_input", "projection")
+
+
+def check_hidden_state_zero(name):
+    """Validate a hidden-state-0 convention name.
+
+    ``transformer_input`` (Hugging Face ``hidden_states[0]``): the projected
+    CNN features after the positional convolution and (post-LN models) the
+    encoder LayerNorm, i.e. the input of the first transformer layer.
+    ``projection`` (the DPHuBERT reference, torchaudio-derived): the feature
+    projection output BEFORE both, padding frames zeroed.
+
+    Arguments
+    ---------
+    name : str
+        One of :data:`HIDDEN_STATE_ZERO`.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> check_hidden_state_zero("projection")
+    'projection'
+    """
+    if name not in HIDDEN_STATE_ZERO:
+        raise ValueError(
+            f"hidden_state_zero must be one of {HIDDEN_STATE_ZERO}, got {name!r}."
+        )
+    return name
+
 
 class PrunableSSLStudent(torch.nn.Module):
     """WavLM / HuBERT / wav2vec 2.0 student with optional hard-concrete gates.
@@ -157,13 +189,22 @@ class PrunableSSLStudent(torch.nn.Module):
             sample_lengths, self.config.conv_kernels, self.config.conv_strides
         )
 
-    def _hidden_states(self, wavs, wav_lens, num_layers=None):
+    def _hidden_states(
+        self, wavs, wav_lens, num_layers=None, hidden_state_zero="transformer_input"
+    ):
         lengths = None
         if wav_lens is not None:
             lengths = relative_to_absolute(wav_lens, wavs.shape[1])
-        return student_hidden_states(self, self.config, wavs, lengths, num_layers)
+        return student_hidden_states(
+            self,
+            self.config,
+            wavs,
+            lengths,
+            num_layers,
+            check_hidden_state_zero(hidden_state_zero),
+        )
 
-    def forward(self, wavs, wav_lens=None):
+    def forward(self, wavs, wav_lens=None, hidden_state_zero="transformer_input"):
         """Compute all hidden states.
 
         Arguments
@@ -172,6 +213,9 @@ class PrunableSSLStudent(torch.nn.Module):
             Waveforms (batch, time), 16 kHz.
         wav_lens : torch.Tensor, optional
             SpeechBrain relative lengths; None means no padding.
+        hidden_state_zero : str
+            ``transformer_input`` (Hugging Face, default) or ``projection``
+            (DPHuBERT reference), see :func:`check_hidden_state_zero`.
 
         Returns
         -------
@@ -190,10 +234,14 @@ class PrunableSSLStudent(torch.nn.Module):
         >>> hidden.shape, lens.tolist()
         (torch.Size([2, 2, 24, 32]), [24, 12])
         """
-        states, frame_lens = self._hidden_states(wavs, wav_lens)
+        states, frame_lens = self._hidden_states(
+            wavs, wav_lens, hidden_state_zero=hidden_state_zero
+        )
         return torch.stack(states, dim=0), frame_lens
 
-    def extract_features(self, wavs, wav_lens=None, layers=None):
+    def extract_features(
+        self, wavs, wav_lens=None, layers=None, hidden_state_zero="transformer_input"
+    ):
         """Hidden states of selected layers, computing no deeper than needed.
 
         Arguments
@@ -203,9 +251,11 @@ class PrunableSSLStudent(torch.nn.Module):
         wav_lens : torch.Tensor, optional
             SpeechBrain relative lengths.
         layers : list of int, optional
-            Hidden-state indices (0 = projected CNN features after the
+            Hidden-state indices (0 = projected CNN features, by default after the
             positional embedding, i = output of layer i; negative indices
             count from the end). Default: all.
+        hidden_state_zero : str
+            Convention of state 0, see :meth:`forward`.
 
         Returns
         -------
@@ -237,7 +287,9 @@ class PrunableSSLStudent(torch.nn.Module):
                     f"Hidden state {layer} out of range for {count} states."
                 )
             indices.append(layer % count)
-        states, frame_lens = self._hidden_states(wavs, wav_lens, max(indices))
+        states, frame_lens = self._hidden_states(
+            wavs, wav_lens, max(indices), hidden_state_zero
+        )
         return [states[i] for i in indices], frame_lens
 
     # ----- gates ---------------------------------------------------------------
