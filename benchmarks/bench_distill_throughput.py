@@ -116,7 +116,7 @@ class OurStep:
         modules = {
             "teacher": self.teacher,
             "student": student,
-            "heads": LayerProjections(LAYERS, 768),
+            "heads": LayerProjections(LAYERS, 768, sharing=[[0], [1, 2, 3]]),
             "lagrangian": SparsityLagrangian(TARGET_SPARSITY, SPARSITY_WARMUP),
         }
         hparams = {
