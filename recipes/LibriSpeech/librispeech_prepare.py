@@ -12,17 +12,15 @@ The built-in corpus (``python -m speechbrain_skill.data.synthetic_corpus``) has
 the same layout, so this runs unchanged on both.
 """
 
-import csv
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from speechbrain_skill.data.audio import BadAudioError, inspect_audio
 from speechbrain_skill.data.manifests import (
     EXCLUDED_FILE,
     already_prepared,
+    audio_durations,
     mark_prepared,
+    read_manifest,
     write_manifest,
 )
 from speechbrain_skill.training.stage_records import folder_fingerprint
@@ -102,15 +100,17 @@ def prepare_librispeech(
     counts, excluded = {}, []
     for split in splits:
         rows, bad = _split_rows(Path(data_folder) / split, num_workers)
-        _write_csv(save_folder / f"{split}.csv", rows)
+        write_manifest(save_folder / f"{split}.csv", HEADER, rows)
         counts[split] = len(rows)
         excluded.extend((split, *item) for item in bad)
         logger.info("%s: %d utterances, %d excluded", split, len(rows), len(bad))
     if merge_name:
-        merged = []
-        for split in tr_splits:
-            merged.extend(_read_rows(save_folder / f"{split}.csv"))
-        _write_csv(save_folder / merge_name, merged)
+        merged = [
+            [row[column] for column in HEADER]
+            for split in tr_splits
+            for row in read_manifest(save_folder / f"{split}.csv")
+        ]
+        write_manifest(save_folder / merge_name, HEADER, merged)
     # Read back by the run report (data.manifests.count_exclusions).
     write_manifest(save_folder / EXCLUDED_FILE, ["split", "wav", "reason"], excluded)
     if excluded:
@@ -134,46 +134,17 @@ def _read_transcripts(split_dir):
 
 
 def _split_rows(split_dir, num_workers):
-    texts = _read_transcripts(split_dir)
-
-    def check(item):
-        utt_id, (folder, words) = item
-        wav = folder / f"{utt_id}.flac"
-        try:
-            duration = inspect_audio(str(wav))
-        except BadAudioError as err:
-            return None, (str(wav), err.reason)
-        return [
-            utt_id,
-            f"{duration:.4f}",
-            str(wav.resolve()),
-            utt_id.split("-")[0],
-            words,
-        ], None
-
-    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-        results = list(pool.map(check, sorted(texts.items())))
-    rows = [row for row, bad in results if row is not None]
-    bad = [bad for row, bad in results if bad is not None]
-    for wav, reason in bad:
-        logger.warning("Excluding %s: %s", wav, reason)
+    texts = sorted(_read_transcripts(split_dir).items())
+    wavs = [folder / f"{utt_id}.flac" for utt_id, (folder, _) in texts]
+    rows, bad = [], []
+    checked = audio_durations(wavs, num_workers=num_workers)
+    for (utt_id, (_, words)), wav, (duration, reason) in zip(texts, wavs, checked):
+        if duration is None:
+            bad.append((str(wav), reason))
+            continue
+        speaker = utt_id.split("-")[0]
+        rows.append([utt_id, f"{duration:.4f}", str(wav.resolve()), speaker, words])
     return rows, bad
-
-
-def _write_csv(path, rows):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _read_rows(path):
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        next(reader)
-        return list(reader)
 
 
 if __name__ == "__main__":
