@@ -11,6 +11,14 @@
   the folder and the space needed.
 * :mod:`~speechbrain_skill.training.stage_records`: stage fingerprints, so
   that a rerun reuses a finished stage only when nothing it depends on changed.
+* :mod:`~speechbrain_skill.training.checks`: configuration checks that run
+  before any model is built or downloaded.
+* :mod:`~speechbrain_skill.training.lr_schedule`: one learning-rate factor for
+  every parameter group (main weights, gates, multipliers), first step warmed up.
+* :mod:`~speechbrain_skill.training.progress`: a progress bar over a stage's
+  step budget, and stage banners.
+* :mod:`~speechbrain_skill.training.compile`: opt-in ``torch.compile`` with an
+  eager fallback.
 * :mod:`~speechbrain_skill.training.yaml_functions`: small functions for
   recipe yamls (``!apply:``).
 """
