@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from speechbrain_skill.lobes.hf_ssl import SAMPLE_RATE
+from speechbrain_skill.training.modules import unwrap
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -154,7 +155,7 @@ def write_model_folder(
             json.dumps(preprocessor, indent=2, sort_keys=True) + "\n",
         )
     for name, module in (modules or {}).items():
-        module = getattr(module, "module", module)
+        module = unwrap(module)
         torch.save(module.state_dict(), directory / f"{name}.ckpt")
     for name, text in (files or {}).items():
         _write_text(directory / name, text)

@@ -17,6 +17,7 @@ preprocessor config says ``do_normalize: false``.
 from speechbrain_skill import __version__
 from speechbrain_skill.export.bundle import bundle_module
 from speechbrain_skill.export.folder import preprocessor_config, write_model_folder
+from speechbrain_skill.training.modules import unwrap
 
 CODE_PACKAGE = "speechbrain_skill.export.hf_code"
 CONFIG_MODULE = "configuration_skill_student"
@@ -78,7 +79,7 @@ def export_problems(student):
     >>> export_problems(PrunableSSLStudent(config))
     ['the student still has gates (heads); materialise it with prune() first']
     """
-    student = getattr(student, "module", student)
+    student = unwrap(student)
     gated = student.config.prunable_structures
     if gated:
         return [
@@ -149,7 +150,7 @@ def save_hf_compact(student, directory, readme=None):
     ['config.json', 'configuration_skill_student.py', 'model.safetensors',
      'modeling_skill_student.py', 'preprocessor_config.json']
     """
-    student = getattr(student, "module", student)
+    student = unwrap(student)
     problems = export_problems(student)
     if problems:
         raise ValueError("No compact export: " + "; ".join(problems) + ".")

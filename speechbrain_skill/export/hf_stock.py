@@ -31,6 +31,7 @@ from speechbrain_skill.export.folder import (
 )
 from speechbrain_skill.lobes.hf_ssl import _model_classes
 from speechbrain_skill.lobes.student.hf_import import _weight_norm_tensors
+from speechbrain_skill.training.modules import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def stock_export_problems(student):
     ...     config.with_updates(do_stable_layer_norm=True)))
     ['pre-LN (stable layer norm) students are not exported as stock models']
     """
-    student = getattr(student, "module", student)
+    student = unwrap(student)
     config = student.config
     problems = []
     if config.prunable_structures:
@@ -220,7 +221,7 @@ def student_to_stock(student):
     >>> torch.allclose(torch.stack(hf), student(wavs)[0], atol=1e-5)
     True
     """
-    student = getattr(student, "module", student).cpu()
+    student = unwrap(student).cpu()
     problems = stock_export_problems(student)
     if problems:
         raise ValueError(
@@ -296,7 +297,7 @@ def save_hf_stock(student, directory, readme=None):
     >>> type(AutoModel.from_pretrained(path)).__name__
     'WavLMModel'
     """
-    student = getattr(student, "module", student)
+    student = unwrap(student)
     hf_model = student_to_stock(student)
     return write_model_folder(
         directory,
