@@ -9,6 +9,23 @@ from speechbrain_skill.lobes.frames import (
     relative_to_absolute,
 )
 from speechbrain_skill.lobes.hf_ssl import _model_classes, tiny_config
+from speechbrain_skill.lobes.student import StudentConfig
+
+
+def tiny_student_config(model_type="wavlm", **fields):
+    """The tiny student of the gate tests: width 32, 2 layers, 4 heads, FFN 64."""
+    return StudentConfig.uniform(
+        model_type,
+        32,
+        2,
+        4,
+        64,
+        16,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        **fields,
+    )
+
 
 PRE_LN = dict(do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True)
 

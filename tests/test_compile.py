@@ -8,21 +8,14 @@ measured in benchmarks/bench_reference_throughput.py (``--compile``).
 import logging
 
 import torch
+from student_helpers import tiny_student_config
 
-from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+from speechbrain_skill.lobes.student import PrunableSSLStudent
 from speechbrain_skill.training.compile import compile_forward, is_compiled
 
 
 def _student():
-    config = StudentConfig.uniform(
-        "wavlm",
-        32,
-        2,
-        4,
-        64,
-        16,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
+    config = tiny_student_config(
         prune_heads=True,
         prune_ffn_units=True,
     )

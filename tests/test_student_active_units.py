@@ -6,22 +6,15 @@ fed the same gate samples (same seed) and the same input.
 
 import pytest
 import torch
-from student_helpers import PRE_LN, padded_batch
+from student_helpers import PRE_LN, padded_batch, tiny_student_config
 
-from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+from speechbrain_skill.lobes.student import PrunableSSLStudent
 from speechbrain_skill.lobes.student import active_units as active_units_module
 
 
 def _student(model_type="wavlm", **fields):
-    config = StudentConfig.uniform(
+    config = tiny_student_config(
         model_type,
-        32,
-        2,
-        4,
-        64,
-        16,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
         prune_conv=True,
         prune_heads=True,
         prune_ffn_units=True,

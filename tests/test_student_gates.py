@@ -3,9 +3,9 @@
 import math
 
 import torch
+from student_helpers import tiny_student_config
 
 from speechbrain_skill.lobes.student import HardConcreteGate, PrunableSSLStudent
-from speechbrain_skill.lobes.student.config import StudentConfig
 
 LOG_ALPHAS = torch.tensor([-3.0, -1.0, 0.0, 0.5, 2.0, 4.6])
 
@@ -100,15 +100,7 @@ def test_initialisation_follows_drop_rate():
 
 
 def test_student_gate_init_and_groups():
-    config = StudentConfig.uniform(
-        "wavlm",
-        32,
-        2,
-        4,
-        64,
-        16,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
+    config = tiny_student_config(
         prune_conv=True,
         prune_heads=True,
         prune_attention_layer=True,
@@ -129,15 +121,7 @@ def test_student_gate_init_and_groups():
 
 
 def test_all_parameters_get_gradients_in_training():
-    config = StudentConfig.uniform(
-        "wavlm",
-        32,
-        2,
-        4,
-        64,
-        16,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
+    config = tiny_student_config(
         prune_conv=True,
         prune_heads=True,
         prune_attention_layer=True,

@@ -6,6 +6,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from student_helpers import tiny_student_config
 
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 from speechbrain_skill.lobes.upstream import (
@@ -108,15 +109,11 @@ def test_student_and_its_hf_export_give_the_same_features(tmp_path):
     from speechbrain_skill.export.hf_stock import save_hf_stock
     from speechbrain_skill.lobes.student import (
         PrunableSSLStudent,
-        StudentConfig,
         save_student,
     )
 
     torch.manual_seed(3)
-    config = StudentConfig.uniform(
-        "wavlm", 32, 2, 4, 64, 16, num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-    )  # fmt: skip
+    config = tiny_student_config()
     student = PrunableSSLStudent(config)
     student_dir = save_student(student, tmp_path / "student")
     hf_dir = save_hf_stock(student, tmp_path / "hf")
