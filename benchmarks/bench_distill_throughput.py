@@ -5,7 +5,8 @@ the recipe runs: frozen teacher forward -> targets -> student forward with
 sampled hard-concrete gates (conv channels, heads, FFN units) -> DPHuBERT's
 projections (target 0 alone, targets 4, 8, 12 share one Linear) -> L1 - cos
 loss + expected-sparsity Lagrangian -> backward -> gradient clipping at
-norm 10 -> the three AdamW optimizers -> learning-rate schedule. Random
+norm 10 -> the three AdamW optimizers (fused, as in the recipe yamls;
+``--unfused``: the for-loop implementation) -> learning-rate schedule. Random
 weights (only shapes matter for timing) with the dropouts of the reference's
 WavLM Base+ conversion (attention, hidden and projection 0.1, FFN
 activation 0.0).
@@ -64,6 +65,9 @@ def parse_args():
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--keep-fraction", type=float, default=None)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--unfused", action="store_true", help="for-loop AdamW (the recipes use fused)"
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     return parser.parse_args()
 
@@ -103,6 +107,7 @@ class OurStep:
         precision="fp32",
         compile_modules=False,
         device="cpu",
+        fused=True,
     ):
         from speechbrain.nnet.schedulers import LinearWarmupScheduler
 
@@ -121,9 +126,11 @@ class OurStep:
         }
         hparams = {
             "distill_loss": DistillationLoss(1.0, 1.0, "neg_cos"),
-            "gate_opt_class": lambda params: torch.optim.AdamW(params, lr=REG_LR),
+            "gate_opt_class": lambda params: torch.optim.AdamW(
+                params, lr=REG_LR, fused=fused
+            ),
             "lambda_opt_class": lambda params: torch.optim.AdamW(
-                params, lr=REG_LR, maximize=True
+                params, lr=REG_LR, maximize=True, fused=fused
             ),
             "lr_annealing": LinearWarmupScheduler(LR, WARMUP, MAX_STEPS),
             "max_steps": MAX_STEPS,
@@ -142,7 +149,7 @@ class OurStep:
             self.brain = PruningDistillationBrain(
                 [[layer] for layer in LAYERS],
                 modules=modules,
-                opt_class=lambda params: torch.optim.AdamW(params, lr=LR),
+                opt_class=lambda params: torch.optim.AdamW(params, lr=LR, fused=fused),
                 hparams=hparams,
                 run_opts=run_opts,
             )
@@ -182,7 +189,12 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     step = OurStep(
-        hf_teacher(), args.keep_fraction, args.precision, args.compile, args.device
+        hf_teacher(),
+        args.keep_fraction,
+        args.precision,
+        args.compile,
+        args.device,
+        fused=not args.unfused,
     )
     timers = {
         "teacher_forward": ForwardTimer(step.teacher, args.device),
@@ -218,6 +230,7 @@ def main():
         "device": f"{name}, torch {torch.__version__}",
         "precision": args.precision,
         "compile": args.compile,
+        "fused_adamw": not args.unfused,
         "keep_fraction": args.keep_fraction,
         "batch": args.batch,
         "seconds_per_utterance": args.seconds,

@@ -16,7 +16,8 @@ count, weights and input:
   at norm 10, AdamW.
 
 Ours is one :meth:`PruningDistillationBrain.fit_batch` call, exactly what the
-recipe runs per step (``OurStep`` of bench_distill_throughput.py). The
+recipe runs per step (``OurStep`` of bench_distill_throughput.py, with the
+fused AdamW of the recipe yamls; ``--unfused``: the for-loop AdamW). The
 reference's is the code of a DPHuBERT checkout (``--reference``), imported at
 run time and never copied:
 ``DistillModule._step`` (teacher under no_grad, student, projections,
@@ -44,10 +45,19 @@ ratios reference / ours (> 1: ours is faster), the same for process CPU
 seconds (robust to time-slicing by other processes at one thread), and the
 1-minute load average before and after.
 
+``--profile`` times nothing: it runs ``torch.profiler`` over two steps of
+each (after two warm-up steps) and prints each one's self CPU seconds per
+step, the share of the matrix kernels both run on the same shapes
+(multiplies, convolutions, CPU flash attention), the top ops, and the bound
+that share sets: how much faster than the reference a step doing nothing
+but those kernels would be.
+
 Usage::
 
     python benchmarks/bench_reference_throughput.py --reference ../DPHuBERT \\
         --threads 1 2 --rounds 5
+    python benchmarks/bench_reference_throughput.py --reference ../DPHuBERT \\
+        --threads 1 --profile
 """
 
 import argparse
@@ -89,6 +99,15 @@ def parse_args():
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument(
         "--compile", action="store_true", help="ours with --compile (torch.compile)"
+    )
+    parser.add_argument(
+        "--unfused", action="store_true", help="ours with the for-loop AdamW"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of timing: torch.profiler over 2 steps of each at the first "
+        "--threads value; prints the matrix-kernel share and the top ops",
     )
     parser.add_argument("--json", default=None, help="write the results here")
     return parser.parse_args()
@@ -208,6 +227,53 @@ def measure(steps, wavs, threads, rounds, warmup):
     return times, cpu
 
 
+# The kernels both implementations run on the same shapes (matrix multiplies,
+# convolutions, CPU flash attention): the part of a step no overhead removal
+# can shorten.
+MATRIX_KERNELS = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::mkldnn_convolution",
+    "aten::convolution_backward",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+)
+
+
+def profile(steps, wavs, threads, top=15):
+    """Self CPU seconds per step of each step, its matrix-kernel share, top ops."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(threads)
+    shares = {}
+    for name, step in steps.items():
+        step(wavs)
+        step(wavs)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(2):
+                step(wavs)
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) / 2e6
+        matrix = (
+            sum(e.self_cpu_time_total for e in events if e.key in MATRIX_KERNELS) / 2e6
+        )
+        shares[name] = {"self_cpu_s": round(total, 3), "matrix_s": round(matrix, 3)}
+        print(f"{name}: {total:.2f} s self CPU per step, matrix kernels {matrix:.2f} s")
+        for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+            ms = event.self_cpu_time_total / 2e3
+            print(f"    {event.key:58s} {ms:8.1f} ms  x{event.count // 2}")
+    reference = shares["reference"]
+    bound = reference["self_cpu_s"] / reference["matrix_s"]
+    print(
+        f"bound: a step of nothing but the reference's matrix kernels would be "
+        f"{bound:.2f}x faster than the reference"
+    )
+    return {"threads": threads, "profile": shares, "bound": round(bound, 3)}
+
+
 def main():
     args = parse_args()
     hf_model = hf_teacher()
@@ -215,13 +281,21 @@ def main():
         "reference": ReferenceStep(
             args.reference, hf_model, args.keep_fraction, args.precision
         ),
-        "ours": OurStep(hf_model, args.keep_fraction, args.precision, args.compile),
+        "ours": OurStep(
+            hf_model,
+            args.keep_fraction,
+            args.precision,
+            args.compile,
+            fused=not args.unfused,
+        ),
     }
     torch.manual_seed(1)
     wavs = torch.randn(args.batch, int(args.seconds * 16000))
     audio = args.batch * args.seconds
     results = []
-    for threads in args.threads:
+    if args.profile:
+        results.append(profile(steps, wavs, args.threads[0]))
+    for threads in [] if args.profile else args.threads:
         load_before = os.getloadavg()[0]
         times, cpu = measure(steps, wavs, threads, args.rounds, args.warmup)
         load_after = os.getloadavg()[0]

@@ -181,3 +181,38 @@ def test_data_folder_in_librispeech_layout(
         rows = list(csv.DictReader(handle))
     assert sorted(row["wav"] for row in rows) == sorted(str(f) for f in files)
     assert {row["spk_id"] for row in rows} == {f.parent.parent.name for f in files}
+
+
+def test_recipe_stage_passes_the_minibatch_size(signal_manifest, tiny_wavlm, tmp_path):
+    # The recipe's similarity_minibatch_size reaches the measure: the stage gives
+    # the CLI's matrix for the same size and another matrix for the default size.
+    from speechbrain_skill.distillation.stages import find_layer_groups
+    from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+
+    common = {"--num_utterances": "5", "--batch_size": "2", "--seed": "3"}
+    cli_args = ["--teacher", tiny_wavlm, "--manifest", signal_manifest, "--k", "2"]
+    cli_args += ["--measure", "cka_minibatch", "--minibatch_size", "8"]
+    cli_args += [item for pair in common.items() for item in pair]
+    assert main(cli_args + ["--output", str(tmp_path / "cli"), "--no_progress"]) == 0
+
+    matrices = {}
+    for size in (8, None):
+        folder = tmp_path / f"stage_{size}"
+        find_layer_groups(
+            FrozenSSLTeacher(tiny_wavlm, hidden_state_zero="projection"),
+            folder,
+            signal_manifest,
+            num_groups=2,
+            linkage="average",
+            measure="cka_minibatch",
+            utterances=5,
+            batch_size=2,
+            max_seconds=None,
+            max_frames_per_utterance=None,
+            seed=3,
+            progress=False,
+            minibatch_size=size,
+        )
+        matrices[size] = np.load(folder / "similarity.npy")
+    np.testing.assert_array_equal(matrices[8], np.load(tmp_path / "cli/similarity.npy"))
+    assert np.abs(matrices[8] - matrices[None]).max() > 1e-6

@@ -186,6 +186,7 @@ def find_layer_groups(
     teacher_name=None,
     device="cpu",
     progress=True,
+    minibatch_size=None,
 ):
     """SKILL's layer groups: similarity of the teacher's layers, then clustering.
 
@@ -219,6 +220,9 @@ def find_layer_groups(
         Where the teacher runs.
     progress : bool
         Show a progress bar.
+    minibatch_size : int, optional
+        Frames per minibatch of ``cka_minibatch`` (its memory grows as the
+        square); ignored by the other measures. None: the measure's default.
 
     Returns
     -------
@@ -226,6 +230,10 @@ def find_layer_groups(
         The groups.
     """
     from speechbrain_skill.layer_groups.analysis import run_layer_analysis
+
+    measure_options = {}
+    if measure == "cka_minibatch" and minibatch_size is not None:
+        measure_options["minibatch_size"] = int(minibatch_size)
 
     loader = make_audio_dataloader(
         calibration_csv,
@@ -247,6 +255,7 @@ def find_layer_groups(
         device=device,
         progress=progress,
         metadata={"manifest": str(calibration_csv)},
+        **measure_options,
     )
     print(result.summary())
     return load_groups(Path(folder) / "groups.json", teacher.num_hidden_states)

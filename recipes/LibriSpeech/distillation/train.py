@@ -170,6 +170,7 @@ if __name__ == "__main__":
                     "num_groups": hparams["num_groups"],
                     "linkage": hparams["linkage"],
                     "measure": hparams["similarity_measure"],
+                    "minibatch_size": hparams["similarity_minibatch_size"],
                     "utterances": hparams["calibration_utterances"],
                     "batch_size": hparams["calibration_batch_size"],
                     "max_seconds": hparams["calibration_max_seconds"],
