@@ -42,7 +42,9 @@ def run_seed(output, seed, extra):
     command = ["bash", str(ROOT / "scripts/quickstart.sh"), str(folder)]
     command += [f"--seed={seed}", *extra]
     with open(f"{folder}.log", "w") as log:
-        subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        subprocess.run(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, check=True
+        )
     report = json.loads((folder / "student" / "report.json").read_text())
     with open(folder / "prune" / "history.jsonl") as handle:
         last = json.loads(handle.readlines()[-1])
