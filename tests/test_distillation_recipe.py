@@ -52,6 +52,9 @@ def test_every_stage_writes_its_outputs(skill_run):
     assert report["duration_filter"] == expected
     assert (output / "student" / "curves.png").is_file()
     assert "distillation summary" in log
+    # The summary ends the run's output: no export message comes after it.
+    after_summary = log.split("distillation summary")[-1]
+    assert "speechbrain" not in after_summary.replace("speechbrain_skill.lobes", "")
     # The summary gives a method-independent fit and says what the loss means.
     fit = report["final_valid_fit"]
     assert -1.0 <= fit["mean_cosine"] <= 1.0 and fit["mean_l1"] >= 0.0

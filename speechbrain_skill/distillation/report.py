@@ -91,7 +91,13 @@ def plot_curves(histories, path):
 
 
 def write_report(
-    output_folder, export_folder, teacher, teacher_source, target_sparsity, summary
+    output_folder,
+    export_folder,
+    teacher,
+    teacher_source,
+    target_sparsity,
+    summary,
+    print_summary=True,
 ):
     """Write ``report.json``, ``report.md`` and ``curves.png`` and print a summary.
 
@@ -110,6 +116,9 @@ def write_report(
     summary : dict
         Facts gathered by the stages (groups, losses and their definition,
         skipped files).
+    print_summary : bool
+        Print the summary (:func:`format_summary`); False lets the caller print
+        it last, after what it still has to do.
 
     Returns
     -------
@@ -147,7 +156,8 @@ def write_report(
     )
     text = format_summary(report)
     (export / "report.md").write_text("```\n" + text + "\n```\n")
-    print(text)
+    if print_summary:
+        print(text)
     return report
 
 

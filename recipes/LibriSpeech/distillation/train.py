@@ -35,7 +35,11 @@ from speechbrain_skill.distillation.brains import (
     DistillationBrain,
     PruningDistillationBrain,
 )
-from speechbrain_skill.distillation.report import describe_loss, write_report
+from speechbrain_skill.distillation.report import (
+    describe_loss,
+    format_summary,
+    write_report,
+)
 from speechbrain_skill.layer_groups.groups_file import load_groups
 from speechbrain_skill.training.batch_skipping import merge_skipped
 from speechbrain_skill.training.checks import read_settings
@@ -387,16 +391,18 @@ if __name__ == "__main__":
         )
     )
     if if_main_process():
-        write_report(
+        report = write_report(
             output,
             hparams["export_folder"],
             teacher,
             hparams["teacher_source"],
             hparams.get("target_sparsity") if hparams["prune"] else None,
             summary,
+            print_summary=False,
         )
         # Hugging Face, SpeechBrain and ONNX exports with their model cards.
         if not export.done and hparams.get("export") is not None:
             hparams["export"](hparams["export_folder"])
+        print(format_summary(report))  # last, so that it ends the run's output
     if not export.done:
         export.finish({})
