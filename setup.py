@@ -24,8 +24,9 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         # No upper bounds and no exact pins: a GPU user keeps the torch build they have.
-        "torch>=2.1",
-        "torchaudio>=2.1",
+        # 2.4: the recipes' fused AdamW runs on CPU too (before 2.4: CUDA only).
+        "torch>=2.4",
+        "torchaudio>=2.4",
         "speechbrain>=1.1.2",
         "transformers>=4.40",
         "hyperpyyaml>=1.2",
