@@ -180,7 +180,14 @@ def export_student(source, output=None, formats=FORMATS, check=True):
         refusal = stock_export_problems(student)
         if refusal:
             summary["refused"]["hf_stock"] = refusal
-            logger.warning("No stock Hugging Face export: %s.", "; ".join(refusal))
+            written = "hf" in summary["folders"]
+            logger.warning(
+                "No stock Hugging Face export%s: %s.",
+                " (hf/ is written: it loads with trust_remote_code=True)"
+                if written
+                else "",
+                "; ".join(refusal),
+            )
         else:
             folder = output / SUBFOLDERS["hf_stock"]
             save_hf_stock(student, folder)
