@@ -43,6 +43,7 @@ from speechbrain_skill.distillation.report import (
 from speechbrain_skill.layer_groups.groups_file import load_groups
 from speechbrain_skill.training.batch_skipping import merge_skipped
 from speechbrain_skill.training.checks import read_settings
+from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.progress import stage_banner
 from speechbrain_skill.training.run_lock import lock_output_folder
 from speechbrain_skill.training.stage_records import (
@@ -406,3 +407,6 @@ if __name__ == "__main__":
         print(format_summary(report))  # last, so that it ends the run's output
     if not export.done:
         export.finish({})
+
+    # DDP: leave the process group before exit (gloo can abort a rank at exit)
+    end_process_group()

@@ -30,6 +30,7 @@ from speechbrain_skill.training.checks import (
     check_run_options,
     read_settings,
 )
+from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 if __name__ == "__main__":
@@ -113,3 +114,6 @@ if __name__ == "__main__":
         max_key="accuracy",
         test_loader_kwargs=hparams["test_dataloader_opts"],
     )
+
+    # DDP: leave the process group before exit (gloo can abort a rank at exit)
+    end_process_group()

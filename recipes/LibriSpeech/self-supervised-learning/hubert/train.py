@@ -28,6 +28,7 @@ from speechbrain_skill.pretraining.brain import HuBERTPretrainBrain
 from speechbrain_skill.pretraining.collate import LabelledCropCollate
 from speechbrain_skill.pretraining.features import make_featurizer
 from speechbrain_skill.pretraining.labels import FrameLabels, prepare_cluster_labels
+from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 logger = logging.getLogger(__name__)
@@ -166,3 +167,6 @@ if __name__ == "__main__":
             + json.dumps(summary, indent=2)
             + f"\nExported encoder (no head): {path}\n"
         )
+
+    # DDP: leave the process group before exit (gloo can abort a rank at exit)
+    end_process_group()
