@@ -91,15 +91,12 @@ def plot_curves(histories, path):
 
 
 def write_report(
-    output_folder,
-    export_folder,
-    teacher,
-    teacher_source,
-    target_sparsity,
-    summary,
-    print_summary=True,
+    output_folder, export_folder, teacher, teacher_source, target_sparsity, summary
 ):
-    """Write ``report.json``, ``report.md`` and ``curves.png`` and print a summary.
+    """Write ``report.json``, ``report.md`` and ``curves.png``.
+
+    ``report.md`` holds :func:`format_summary` of the report; the recipe prints
+    the same text last, after the export formats.
 
     Arguments
     ---------
@@ -116,9 +113,6 @@ def write_report(
     summary : dict
         Facts gathered by the stages (groups, losses and their definition,
         skipped files).
-    print_summary : bool
-        Print the summary (:func:`format_summary`); False lets the caller print
-        it last, after what it still has to do.
 
     Returns
     -------
@@ -156,8 +150,6 @@ def write_report(
     )
     text = format_summary(report)
     (export / "report.md").write_text("```\n" + text + "\n```\n")
-    if print_summary:
-        print(text)
     return report
 
 

@@ -399,7 +399,6 @@ if __name__ == "__main__":
             hparams["teacher_source"],
             hparams.get("target_sparsity") if hparams["prune"] else None,
             summary,
-            print_summary=False,
         )
         # Hugging Face, SpeechBrain and ONNX exports with their model cards.
         if not export.done and hparams.get("export") is not None:
