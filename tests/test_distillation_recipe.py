@@ -395,3 +395,20 @@ def test_changed_number_of_groups_reaches_the_exported_heads(
     width = load_student(folder / "student").config.hidden_size
     heads = LayerProjections(report["student_layers"], width)
     heads.load_state_dict(torch.load(folder / "student" / "heads.ckpt"))
+
+
+def test_changed_similarity_minibatch_size_is_a_stale_layer_groups_stage(
+    skill_run, builtin_corpus, tmp_path
+):
+    # The setting shapes the similarity matrix, so it is in the stage's record.
+    folder = tmp_path / "run"
+    log = _rerun(
+        skill_run,
+        builtin_corpus,
+        folder,
+        expect_failure=True,
+        similarity_minibatch_size=256,
+        on_stale="stop",
+    )
+    assert "similarity_minibatch_size: 1024 -> 256" in log
+    assert _records(folder) == _records(skill_run[0])
