@@ -30,12 +30,14 @@ folder to ``--output``.
 """
 
 import argparse
+import io
 import json
 import os
 import re
 import time
 from pathlib import Path
 
+import ruamel.yaml
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
@@ -72,7 +74,27 @@ def speaker_split(manifest, train_csv, test_csv, per_speaker):
 
 
 OBJECT_TAGS = ("!new:", "!name:", "!apply:", "!applyref:")
-NEEDED_OBJECTS = ("make_heads:", "distill_loss:")
+# "make_heads" is the name runs before the rename to "heads" saved.
+NEEDED_OBJECTS = ("heads", "make_heads", "distill_loss")
+REFERENCE = re.compile(r"<([A-Za-z_]\w*)")
+
+
+def _tag(node):
+    """The tag of a composed yaml node as a string."""
+    return str(getattr(node.tag, "value", node.tag) or "")
+
+
+def _nodes(node, seen=None):
+    """``node`` and every node below it (an alias is the node it names)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    yield node
+    if isinstance(node.value, list):
+        for item in node.value:
+            for child in item if isinstance(item, tuple) else (item,):
+                yield from _nodes(child, seen)
 
 
 def run_hparams(path):
@@ -80,16 +102,35 @@ def run_hparams(path):
 
     Only those two objects are built (plus the plain values they may refer
     to), so that objects of other stages, possibly from an older version of
-    the package, are never imported.
+    the package, are never imported. The selection works on the composed
+    yaml graph, not on its lines: an alias (``*id012``) in a kept entry
+    stays bound to its anchor, wherever that was written.
     """
-    kept, keep = [], True
-    for line in Path(path).read_text().splitlines():
-        if re.match(r"[A-Za-z_]\w*:", line):
-            tagged = any(tag in line for tag in OBJECT_TAGS)
-            keep = not tagged or line.startswith(NEEDED_OBJECTS)
-        if keep:
-            kept.append(line)
-    return load_hyperpyyaml("\n".join(kept))
+    yaml = ruamel.yaml.YAML()
+    root = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    kept = {}
+    for key, value in root.value:
+        nodes = list(_nodes(value))
+        holds_object = any(_tag(node).startswith(OBJECT_TAGS) for node in nodes)
+        if key.value in NEEDED_OBJECTS or not holds_object:
+            refs = {
+                name
+                for node in nodes
+                if _tag(node).startswith(("!ref", "!copy"))
+                for name in REFERENCE.findall(str(node.value))
+            }
+            kept[key.value] = refs
+    # A plain value that refers to a left-out entry goes too (until none does).
+    while True:
+        broken = [k for k, refs in kept.items() if not refs <= kept.keys()]
+        if not broken:
+            break
+        for key in broken:
+            del kept[key]
+    root.value = [(key, value) for key, value in root.value if key.value in kept]
+    text = io.StringIO()
+    yaml.serialize(root, text)
+    return load_hyperpyyaml(text.getvalue())
 
 
 def load_run(run_dir):
@@ -100,9 +141,8 @@ def load_run(run_dir):
     report = json.loads((student_dir / "report.json").read_text())
     student = load_student(student_dir).eval()
     hidden_size = FrozenSSLTeacher(report["teacher"]).config.hidden_size
-    heads = hparams["make_heads"](
-        student_layers=report["student_layers"], input_dim=hidden_size
-    )
+    make_heads = hparams.get("heads") or hparams["make_heads"]
+    heads = make_heads(student_layers=report["student_layers"], input_dim=hidden_size)
     heads.load_state_dict(torch.load(student_dir / "heads.ckpt", map_location="cpu"))
     return dict(
         student_dir=str(student_dir),
