@@ -12,6 +12,7 @@
 """
 
 import logging
+import os
 
 import speechbrain as sb
 import torch
@@ -68,6 +69,13 @@ class SkipBadAudioCollate:
     its reason; counting is left to the consumer through ``batch.skipped`` so
     that the count is right with several loader workers.
 
+    A loader also collates batches that nobody consumes: SpeechBrain fetches
+    one more batch before it sees that its step limit is reached, and loader
+    workers prefetch. So that a file seen bad there still counts, a consumer
+    may set ``record_path``: every skipped example is then also appended to
+    that file as ``id<TAB>reason`` (from any worker process), and
+    :func:`read_skip_records` reads it back.
+
     Example
     -------
     >>> collate = SkipBadAudioCollate()
@@ -79,6 +87,8 @@ class SkipBadAudioCollate:
     (torch.Size([1, 5]), [('b', 'missing')])
     """
 
+    record_path = None
+
     def __call__(self, examples):
         """Split, log and pad."""
         good, skipped = [], []
@@ -89,9 +99,39 @@ class SkipBadAudioCollate:
                 skipped.append((example.get("id"), sig.reason))
             else:
                 good.append(example)
+        if skipped and self.record_path:
+            lines = "".join(
+                f"{utt_id}\t{' '.join(str(reason).split())}\n"
+                for utt_id, reason in skipped
+            )
+            with open(self.record_path, "a", encoding="utf-8") as handle:
+                handle.write(lines)  # one append per batch: workers do not interleave
         if not good:
             return SkippedBatch(skipped)
         return AudioBatch(good, skipped=skipped)
+
+
+def read_skip_records(path):
+    """The ``(id, reason)`` pairs a :class:`SkipBadAudioCollate` appended to ``path``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "skipped.tsv")
+    >>> collate = SkipBadAudioCollate()
+    >>> collate.record_path = path
+    >>> _ = collate([{"id": "b", "sig": BadAudioError("b.flac", "missing")}])
+    >>> read_skip_records(path)
+    [('b', 'missing')]
+    >>> read_skip_records(os.path.join(tempfile.mkdtemp(), "none.tsv"))
+    []
+    """
+    if not path or not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [
+            tuple(line.rstrip("\n").split("\t", 1)) for line in handle if "\t" in line
+        ]
 
 
 def make_audio_pipeline(

@@ -162,7 +162,7 @@ class DownstreamBrain(SkipsUnusableBatches, sb.Brain):
 
     def on_stage_start(self, stage, epoch=None):
         """Reset metric accumulators (and skipped counts) at each stage."""
-        self.skipped = {}
+        self.reset_skipped()
         self.reset_metrics(stage)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):

@@ -10,11 +10,19 @@ epoch counts once, and :func:`gather_skipped` merges the records of all DDP
 processes (each process sees only its share of the data).
 """
 
+import atexit
+import os
+import tempfile
+
 import torch
 from speechbrain.utils.distributed import ddp_prevent_block
 
 from speechbrain_skill.data.audio import reason_kind
-from speechbrain_skill.data.dataio import AudioBatch
+from speechbrain_skill.data.dataio import (
+    AudioBatch,
+    SkipBadAudioCollate,
+    read_skip_records,
+)
 
 
 def gather_skipped(skipped):
@@ -92,19 +100,52 @@ class SkipsUnusableBatches:
 
     def record_skipped(self, batch):
         """Record the examples the collate function left out of ``batch``."""
+        self._record(getattr(batch, "skipped", ()))
+
+    def _record(self, pairs):
         if not hasattr(self, "skipped"):
             self.skipped = {}
-        for utt_id, reason in getattr(batch, "skipped", ()):
+        for utt_id, reason in pairs:
             self.skipped.setdefault(reason_kind(reason), set()).add(str(utt_id))
+
+    def reset_skipped(self):
+        """Forget the skipped files recorded so far (e.g. at a stage start)."""
+        self.skipped = {}
+        if getattr(self, "_skip_records", None):
+            open(self._skip_records, "w").close()
+
+    def make_dataloader(self, dataset, stage, *args, **loader_kwargs):
+        """SpeechBrain's loader, its bad-audio collate recording into a file.
+
+        The loader collates batches that never reach ``fit_batch`` (the batch
+        fetched when the step limit is reached, workers' prefetch); the file
+        lets :meth:`sync_skipped` count the files skipped there too.
+        """
+        loader = super().make_dataloader(dataset, stage, *args, **loader_kwargs)
+        collate = getattr(loader, "collate_fn", None)
+        if isinstance(collate, SkipBadAudioCollate):
+            collate.record_path = self._skip_record_path()
+        return loader
+
+    def _skip_record_path(self):
+        if getattr(self, "_skip_records", None) is None:
+            handle, path = tempfile.mkstemp(prefix="skipped-", suffix=".tsv")
+            os.close(handle)
+            atexit.register(lambda: os.path.exists(path) and os.remove(path))
+            self._skip_records = path
+        return self._skip_records
 
     def sync_skipped(self):
         """Merge the records of all DDP processes into ``self.skipped`` (collective).
+
+        Files seen bad in batches that were collated but not consumed count too.
 
         Returns
         -------
         dict
             Reason -> sorted list of distinct utterance ids.
         """
+        self._record(read_skip_records(getattr(self, "_skip_records", None)))
         merged = gather_skipped(getattr(self, "skipped", {}))
         self.skipped = {reason: set(ids) for reason, ids in merged.items()}
         return merged
