@@ -79,6 +79,11 @@ for key in "${KEYS[@]}"; do
     ARGS+=("--$key=${VALUE[$key]}")
 done
 
+# A misspelt option stops here, in one line, before the corpus is built.
+HPARAMS="$ROOT/recipes/LibriSpeech/distillation/hparams/${YAML:-skill_wavlm.yaml}"
+SKILL_SCRIPT=quickstart.sh "$PY" -m speechbrain_skill.training.command_line \
+    "$HPARAMS" "${ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"} || exit $?
+
 if [[ "${VALUE[data_folder]}" == "$CORPUS" ]]; then
     "$PY" -m speechbrain_skill.data.synthetic_corpus --output "$CORPUS" \
         --num_speakers 8 --train_utterances 24 --dev_utterances 3 --test_utterances 3
@@ -86,4 +91,4 @@ fi
 echo "quickstart: CPU threads $THREADS (THREADS=N to change), output in ${VALUE[output_folder]}"
 
 cd "$ROOT/recipes/LibriSpeech/distillation"
-"$PY" train.py "hparams/${YAML:-skill_wavlm.yaml}" "${ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
+"$PY" train.py "$HPARAMS" "${ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"}

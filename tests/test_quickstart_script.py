@@ -54,7 +54,10 @@ def test_user_options_replace_the_scripts_own(tmp_path, monkeypatch):
         "--target_sparsity=0.5",
         THREADS="1",
     )
-    corpus_call, train_call = calls
+    check_call, corpus_call, train_call = calls
+    # The command line is checked first, with the same arguments as train.py.
+    assert check_call["argv"][:2] == ["-m", "speechbrain_skill.training.command_line"]
+    assert check_call["argv"][2:] == train_call["argv"][1:]
     assert corpus_call["argv"][:2] == ["-m", "speechbrain_skill.data.synthetic_corpus"]
     argv = train_call["argv"]
     assert argv[0] == "train.py" and train_call["cwd"] == str(RECIPE)
@@ -75,7 +78,9 @@ def test_user_options_replace_the_scripts_own(tmp_path, monkeypatch):
 
 def test_another_data_folder_builds_no_corpus(tmp_path):
     calls = _run_with_recording_python(tmp_path, f"--data_folder={tmp_path}")
-    assert len(calls) == 1 and f"--data_folder={tmp_path}" in calls[0]["argv"]
+    check_call, train_call = calls
+    assert check_call["argv"][1] == "speechbrain_skill.training.command_line"
+    assert f"--data_folder={tmp_path}" in train_call["argv"]
     default_out = REPO / "results" / "quickstart"
-    assert f"--output_folder={default_out}" in calls[0]["argv"]
-    assert int(calls[0]["threads"]) >= 1
+    assert f"--output_folder={default_out}" in train_call["argv"]
+    assert int(train_call["threads"]) >= 1

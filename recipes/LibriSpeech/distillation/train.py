@@ -43,6 +43,7 @@ from speechbrain_skill.distillation.report import (
 from speechbrain_skill.layer_groups.groups_file import load_groups
 from speechbrain_skill.training.batch_skipping import merge_skipped
 from speechbrain_skill.training.checks import read_settings
+from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.progress import stage_banner
 from speechbrain_skill.training.run_lock import lock_output_folder
@@ -85,7 +86,7 @@ def dataio_prepare(hparams):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     # The plain settings are checked before the yaml builds (and maybe
     # downloads) the teacher: a bad value, data folder or run option fails now.
     settings = read_settings(hparams_file, overrides)

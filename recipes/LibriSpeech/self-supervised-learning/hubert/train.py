@@ -28,6 +28,7 @@ from speechbrain_skill.pretraining.brain import HuBERTPretrainBrain
 from speechbrain_skill.pretraining.collate import LabelledCropCollate
 from speechbrain_skill.pretraining.features import make_featurizer
 from speechbrain_skill.pretraining.labels import FrameLabels, prepare_cluster_labels
+from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.run_lock import lock_output_folder
 
@@ -103,7 +104,7 @@ def dataio_prepare(hparams, label_paths):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
