@@ -22,7 +22,9 @@ from speechbrain_skill.export.hf_compact import save_hf_compact
 from speechbrain_skill.export.hf_stock import save_hf_stock, stock_export_problems
 from speechbrain_skill.export.onnx import export_onnx, onnx_session, run_onnx
 from speechbrain_skill.lobes.frames import relative_to_absolute
+from speechbrain_skill.lobes.hf_ssl import TeacherLoadError
 from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+from speechbrain_skill.lobes.upstream import load_upstream_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ("pruned_wavlm", "pruned_hubert", "pruned_wav2vec2", "distilhubert")
@@ -190,6 +192,15 @@ def test_stock_export_refuses_soft_last_conv_values(tmp_path):
     card = (tmp_path / "student" / "hf" / "README.md").read_text()
     assert "No stock Hugging Face export" in card and "channel_scale" in card
     assert summary["parity"]["hf"] <= 1e-5
+    # Asked for the refused folder, the loader gives the reason, not a hub error.
+    with pytest.raises(TeacherLoadError) as error:
+        load_upstream_model(tmp_path / "student" / "hf_stock")
+    message = str(error.value)
+    assert "No hf_stock export was written" in message and "channel_scale" in message
+    assert "hub" not in message and f"hf ({tmp_path / 'student' / 'hf'})" in message
+    # A format that was not asked for is named as such.
+    with pytest.raises(TeacherLoadError, match="not among the formats exported"):
+        load_upstream_model(tmp_path / "student" / "onnx")
 
 
 def test_speechbrain_hf_lobes_load_both_exports(tmp_path):

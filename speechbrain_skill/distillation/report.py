@@ -1,6 +1,7 @@
 """The end-of-run report: parameters, sparsity reached vs target, curves, summary."""
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -224,8 +225,27 @@ def format_summary(report):
         *_data_lines(report),
         f"student            {report['student_dir']} "
         "(load: speechbrain_skill.lobes.student.load_student)",
+        *_export_lines(report),
     ]
     return "\n".join(lines)
+
+
+def _export_lines(report):
+    """The export formats written next to the student, and why any was refused."""
+    path = Path(report["student_dir"]) / "export_summary.json"
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text())
+    written = [name for name in summary.get("folders", {}) if name != "student"]
+    lines = [f"exports            {', '.join(written) or 'none'} (export_summary.json)"]
+    for name, reasons in summary.get("refused", {}).items():
+        lines += textwrap.wrap(
+            f"{name} refused: {'; '.join(reasons)}",
+            width=88,
+            initial_indent=" " * 19,
+            subsequent_indent=" " * 19,
+        )
+    return lines
 
 
 def _data_lines(report):

@@ -40,6 +40,60 @@ SUBFOLDERS = {"hf": "hf", "hf_stock": "hf_stock", "onnx": "onnx"}
 SUMMARY_NAME = "export_summary.json"
 
 
+def missing_export_reason(path):
+    """Why an export folder that a user asks for was not written, or None.
+
+    Reads the ``export_summary.json`` next to it: the format was refused
+    (with the reason), or was not among the formats exported.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        A format folder of an export (e.g. ``results/quickstart/student/hf_stock``).
+
+    Returns
+    -------
+    str or None
+        None when the folder exists or nothing says it should.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> summary = {"folders": {"student": str(folder), "hf": str(folder / "hf")},
+    ...            "refused": {"hf_stock": ["the last conv layer is soft"]}}
+    >>> _ = (folder / SUMMARY_NAME).write_text(json.dumps(summary))
+    >>> print(missing_export_reason(folder / "hf_stock"))
+    ... # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    No hf_stock export was written for ...: it was refused (the last conv
+    layer is soft). This export has: student (...), hf (...hf).
+    >>> missing_export_reason(folder / "hf") is None  # listed: not ours to judge
+    True
+    """
+    path = Path(path)
+    summary_path = path.parent / SUMMARY_NAME
+    if path.exists() or not summary_path.is_file():
+        return None
+    formats = {folder: name for name, folder in SUBFOLDERS.items()}
+    if path.name not in formats:
+        return None
+    summary = json.loads(summary_path.read_text())
+    name = formats[path.name]
+    if name in summary.get("folders", {}):
+        return None
+    refused = summary.get("refused", {}).get(name)
+    why = (
+        f"it was refused ({'; '.join(refused)})"
+        if refused
+        else "it was not among the formats exported (--formats)"
+    )
+    written = ", ".join(f"{key} ({value})" for key, value in summary["folders"].items())
+    return (
+        f"No {name} export was written for {path.parent}: {why}. "
+        f"This export has: {written}."
+    )
+
+
 def _hf_hidden_states(folder, wavs, wav_lengths, trust_remote_code=False):
     from transformers import AutoModel
 

@@ -76,6 +76,12 @@ def resolve_source(source):
                 f"Unknown built-in model '{name}'. Available: {available or 'none'}."
             )
         return str(path)
+    # A format folder an export did not write: say so, not "the hub failed".
+    from speechbrain_skill.export.exporter import missing_export_reason
+
+    reason = missing_export_reason(source)
+    if reason:
+        raise TeacherLoadError(reason)
     return source
 
 

@@ -9,9 +9,10 @@ is loaded, and names the closest valid ones (``did you mean
 --target_sparsity?``).
 
 It also makes the user errors of the whole run (an unknown option, a missing
-required setting, a busy output folder, a missing data folder: every
-:class:`~speechbrain_skill.training.checks.ConfigurationError` and
-:class:`~speechbrain_skill.training.run_lock.OutputFolderBusy`) end the
+required setting, a busy output folder, a missing data folder, a model that cannot be
+loaded: every :class:`~speechbrain_skill.training.checks.ConfigurationError`,
+:class:`~speechbrain_skill.training.run_lock.OutputFolderBusy` and
+:class:`~speechbrain_skill.lobes.hf_ssl.TeacherLoadError`) end the
 process with one line on stderr and exit status 1, without a traceback.
 SpeechBrain's ``--debug`` or the environment variable ``SKILL_TRACEBACK=1``
 shows the traceback. Other exceptions are untouched.
@@ -27,11 +28,12 @@ import sys
 
 import ruamel.yaml
 
+from speechbrain_skill.lobes.hf_ssl import TeacherLoadError
 from speechbrain_skill.training.checks import ConfigurationError
 from speechbrain_skill.training.run_lock import OutputFolderBusy
 
 TRACEBACK_VARIABLE = "SKILL_TRACEBACK"
-USER_ERRORS = (ConfigurationError, OutputFolderBusy)
+USER_ERRORS = (ConfigurationError, OutputFolderBusy, TeacherLoadError)
 
 
 class UnknownOption(ConfigurationError):
