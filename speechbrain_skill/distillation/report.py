@@ -1,6 +1,7 @@
 """The end-of-run report: parameters, sparsity reached vs target, curves, summary."""
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -44,8 +45,22 @@ def read_history(path):
     return [by_step[step] for step in sorted(by_step)]
 
 
-def plot_curves(histories, path):
+LOSS_NOTE = (
+    "L1 is 0 or more and -cos is -1 or more, so the sum can be negative;\n"
+    "a perfect fit gives -1 (the cosine part). Lower is better."
+)
+MULTIPLIER_NOTE = (
+    "penalty = lambda1 (s - t) + lambda2 (s - t)^2 (s: expected, t: target\n"
+    "sparsity). Trained by gradient ascent: they grow in size while s misses t,\n"
+    "which pushes s towards t, and level off once s reaches t."
+)
+
+
+def plot_curves(histories, path, loss_definition=None):
     """Plot loss per stage and, for pruning, expected vs target sparsity and lambdas.
+
+    Every panel has labelled axes and a note on how to read it (the loss can
+    be negative; what the multipliers do).
 
     Arguments
     ---------
@@ -53,40 +68,79 @@ def plot_curves(histories, path):
         Stage name -> list of history entries.
     path : str or os.PathLike
         Output PNG.
+    loss_definition : str, optional
+        The loss in words (:func:`describe_loss`), for the y label.
 
     Returns
     -------
     str
         The path written.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> history = [{"step": s, "distill_loss": -0.5 - s / 100, "lambda1": -s / 10,
+    ...             "lambda2": s / 10, "expected_sparsity": s / 20,
+    ...             "target_sparsity": 0.5} for s in (10, 20)]
+    >>> path = os.path.join(tempfile.mkdtemp(), "curves.png")
+    >>> plot_curves({"prune": history, "final": []}, path) == path
+    True
     """
     pruning = histories.get("prune") or []
     panels = 1 + (2 if pruning else 0)
-    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
+    figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
     axes = axes[0]
     offset = 0
     for stage, entries in histories.items():
         if not entries:
             continue
         steps = [offset + e["step"] for e in entries]
-        axes[0].plot(steps, [e["distill_loss"] for e in entries], label=f"{stage}")
+        axes[0].plot(
+            steps, [e["distill_loss"] for e in entries], ".-", label=f"{stage} stage"
+        )
         offset = steps[-1]
-    axes[0].set(title="Distillation loss (train)", xlabel="step (stages chained)")
+    definition = loss_definition or "distillation loss"
+    axes[0].set(
+        title="Distillation loss (training batches)",
+        xlabel="optimizer step (the final stage follows the pruning stage)",
+        ylabel="\n".join(textwrap.wrap(definition, 40)) + "\n(no unit)",
+    )
+    if "cos" in definition.lower():
+        axes[0].text(0, -0.2, LOSS_NOTE, transform=axes[0].transAxes, va="top")
     if axes[0].get_lines():  # a run shorter than log_interval logged no step
         axes[0].legend()
     if pruning:
         steps = [e["step"] for e in pruning]
-        axes[1].plot(steps, [e["expected_sparsity"] for e in pruning], label="expected")
         axes[1].plot(
-            steps, [e["target_sparsity"] for e in pruning], "--", label="target"
+            steps,
+            [e["expected_sparsity"] for e in pruning],
+            label="expected (from the gates)",
         )
-        axes[1].set(title="Sparsity (pruning stage)", xlabel="step", ylim=(0, 1))
-        axes[1].legend()
+        axes[1].plot(
+            steps,
+            [e["target_sparsity"] for e in pruning],
+            "--",
+            label="target (ramps up, then fixed)",
+        )
+        axes[1].set(
+            title="Sparsity (pruning stage)",
+            xlabel="optimizer step",
+            ylabel="share of the student's parameters removed",
+            ylim=(0, 1),
+        )
+        axes[1].legend(fontsize=8)
         axes[2].plot(steps, [e["lambda1"] for e in pruning], label="lambda1")
         axes[2].plot(steps, [e["lambda2"] for e in pruning], label="lambda2")
-        axes[2].set(title="Lagrange multipliers", xlabel="step")
-        axes[2].legend()
+        axes[2].axhline(0, color="grey", lw=0.5)
+        axes[2].set(
+            title="Lagrange multipliers of the sparsity constraint",
+            xlabel="optimizer step",
+            ylabel="multiplier value (no unit)",
+        )
+        axes[2].text(0, -0.2, MULTIPLIER_NOTE, transform=axes[2].transAxes, va="top")
+        axes[2].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return str(path)
 
@@ -145,13 +199,74 @@ def write_report(
         stage: read_history(output_folder / stage / "history.jsonl")
         for stage in ("prune", "final")
     }
-    report["curves"] = plot_curves(histories, export / "curves.png")
+    report["curves"] = plot_curves(
+        histories, export / "curves.png", summary.get("loss_definition")
+    )
     (export / "report.json").write_text(
         json.dumps(report, indent=2, default=str) + "\n"
     )
-    text = format_summary(report)
-    (export / "report.md").write_text("```\n" + text + "\n```\n")
+    (export / "report.md").write_text(report_markdown(report, output_folder, export))
     return report
+
+
+# The plots of a run, where they are in the output folder, and how to read them.
+PLOTS = (
+    (
+        "student/curves.png",
+        "training curves: left, the distillation loss per stage (lower is better; "
+        "below 0 is normal, since the -cos part goes down to -1); middle, the "
+        "sparsity the gates give against the target; right, the Lagrange "
+        "multipliers that push the sparsity to the target (they level off once "
+        "it is reached).",
+    ),
+    (
+        "layer_analysis/similarity_heatmap.png",
+        "how alike the teacher's hidden states are (linear CKA, 1 = the same "
+        "information); the coloured boxes are the groups whose means the "
+        "student learns.",
+    ),
+    (
+        "layer_analysis/dendrogram.png",
+        "the hierarchical clustering of the teacher's hidden states: layers "
+        "that join low are alike; the dashed line cuts the tree into the K "
+        "groups.",
+    ),
+)
+
+
+def report_markdown(report, output_folder, export_folder):
+    """``report.md``: the summary, then every plot of the run with how to read it.
+
+    Links are relative to the export folder, for the plots that exist.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> (out / "student").mkdir()
+    >>> _ = (out / "student" / "curves.png").write_bytes(b"")
+    >>> report = {"teacher": "t", "teacher_params": 4, "student_params": 2,
+    ...     "unpruned_student_params": 4, "fraction_of_teacher": 0.5,
+    ...     "sparsity_reached": 0.5, "groups": [[0]], "student_layers": [0],
+    ...     "student_dir": str(out / "student")}
+    >>> print(report_markdown(report, out, out / "student").split("## Plots")[1])
+    ... # doctest: +ELLIPSIS
+    <BLANKLINE>
+    <BLANKLINE>
+    - [curves.png](curves.png): training curves: left, ...
+    """
+    lines = ["# Distillation run", "", "```", format_summary(report), "```"]
+    plots = []
+    for relative, how_to_read in PLOTS:
+        path = Path(output_folder) / relative
+        if relative.startswith("student/"):
+            path = Path(export_folder) / Path(relative).name
+        if path.is_file():
+            link = os.path.relpath(path, export_folder)
+            plots.append(f"- [{Path(relative).name}]({link}): {how_to_read}")
+    if plots:
+        lines += ["", "## Plots", "", *plots]
+    return "\n".join(lines) + "\n"
 
 
 def describe_loss(distill_loss, auxiliary_loss=None):
@@ -197,6 +312,8 @@ def format_summary(report):
     ====================  distillation summary  ====================
     teacher            t
     layer groups       [0, 1] -> student layer 1
+                       (each group's mean is learned by the student layer at its deepest
+                       teacher layer; the student starts as a copy of the teacher)
     parameters         teacher 100 -> student 25 (25.0% of teacher)
     sparsity reached   0.750 (target 0.75)
     fit to targets     mean cosine 0.9712, mean L1 0.0603 (validation set; 1 and 0
@@ -211,11 +328,20 @@ def format_summary(report):
         f"{group} -> student layer {layer}"
         for group, layer in zip(report["groups"], report["student_layers"])
     )
+    deepest = [max(group) for group in report["groups"]]
+    why = []
+    if report["student_layers"] == deepest and max(map(len, report["groups"])) > 1:
+        why = [
+            " " * 19 + "(each group's mean is learned by the student layer at its "
+            "deepest",
+            " " * 19 + "teacher layer; the student starts as a copy of the teacher)",
+        ]
     target = report.get("target_sparsity")
     lines = [
         "====================  distillation summary  ====================",
         f"teacher            {report['teacher']}",
         f"layer groups       {groups}",
+        *why,
         f"parameters         teacher {report['teacher_params']:,} -> student "
         f"{report['student_params']:,} "
         f"({report['fraction_of_teacher']:.1%} of teacher)",
@@ -262,10 +388,14 @@ def _data_lines(report):
     ]
     kept = report.get("duration_filter")
     if kept:
+        removed = []
+        if kept.get("min_duration") is not None:
+            removed.append(f"{kept['too_short']} shorter than {kept['min_duration']} s")
+        if kept.get("max_duration") is not None:
+            removed.append(f"{kept['too_long']} longer than {kept['max_duration']} s")
         lines.append(
             f"duration filter    kept {kept['kept']} of {kept['utterances']} training "
-            f"utterances ({kept['too_short']} shorter than {kept['min_duration']} s, "
-            f"{kept['too_long']} longer than {kept['max_duration']} s)"
+            f"utterances ({', '.join(removed) or 'no limit'})"
         )
     return lines
 

@@ -77,11 +77,14 @@ def _architecture_lines(config):
     ]
     for index in range(config.num_layers):
         heads = config.attention_heads[index]
+        attention = config.attention_present[index] and len(heads) > 0
+        ffn = config.ffn_present[index] and config.ffn_dims[index] > 0
+        kept = f"{len(heads)}/{config.num_attention_heads}"
         lines.append(
-            f"| {index + 1} | {len(heads)}/{config.num_attention_heads} {heads} "
-            f"| {config.ffn_dims[index]} "
-            f"| {'yes' if config.attention_present[index] else 'removed'} "
-            f"| {'yes' if config.ffn_present[index] else 'removed'} |"
+            f"| {index + 1} | {kept + ' ' + str(list(heads)) if heads else kept} "
+            f"| {config.ffn_dims[index] if ffn else 0} "
+            f"| {'kept' if attention else 'removed (no head left)'} "
+            f"| {'kept' if ffn else 'removed (no unit left)'} |"
         )
     return lines
 
