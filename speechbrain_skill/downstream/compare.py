@@ -297,17 +297,58 @@ def plot_comparison(rows, tasks, path):
     """
     panels = [(TASKS[task].column, task) for task in tasks]
     panels.append(("speed (x real time)", None))
-    figure = Figure(figsize=(4.0 * len(panels), 3.6))
+    figure = Figure(figsize=(4.4 * len(panels), 4.0))
     for index, (title, task) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), index + 1)
+        values = []
         for row in rows:
             value = row["x_real_time"] if task is None else row["metrics"].get(task)
             if value is None:
                 continue
             params = row["params"] / 1e6
+            values.append(value)
             axes.scatter([params], [value])
-            axes.annotate(row["name"], (params, value), fontsize="small")
+            axes.annotate(
+                row["name"],
+                (params, value),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize="small",
+            )
+        # Fixed scales: a percentage on 0-100 (no autoscale that turns one
+        # utterance into a cliff), the speed from 0.
+        axes.set_ylim(
+            0, max([100, *values]) * 1.05 if task else max(values or [1]) * 1.2
+        )
+        axes.margins(x=0.3)  # room for the names of the outermost points
         axes.set_xlabel("upstream parameters (M)")
+        axes.set_ylabel(
+            "x real time (higher is faster)"
+            if task is None
+            else f"{TASKS[task].metric} (%, "
+            f"{'higher' if TASKS[task].higher_is_better else 'lower'} is better)"
+        )
+        details = [row.get("details", {}).get(task, {}) for row in rows] if task else []
+        sizes = sorted({d["utterances"] for d in details if d.get("utterances")})
+        classes = sorted({d["classes"] for d in details if d.get("classes")})
+        if len(classes) == 1:
+            chance = 100.0 / classes[0]
+            axes.axhline(chance, color="grey", ls="--", lw=1)
+            axes.annotate(
+                f"chance ({classes[0]} classes): {chance:.1f}%",
+                (0.02, chance),
+                xycoords=("axes fraction", "data"),
+                xytext=(0, 3),
+                textcoords="offset points",
+                fontsize="small",
+                color="grey",
+            )
+        if sizes:
+            per = 100.0 / sizes[0]
+            size = "/".join(map(str, sizes))
+            title += f"\ntest set: {size} utterances" + (
+                f" (one = {per:.1f} points)" if TASKS[task].metric == "accuracy" else ""
+            )
         axes.set_title(title, fontsize="medium")
         axes.grid(alpha=0.3)
     path = Path(path)
@@ -316,12 +357,27 @@ def plot_comparison(rows, tasks, path):
     return str(path)
 
 
+def _num_classes(label_encoder_file):
+    """Number of labels in a SpeechBrain ``CategoricalEncoder`` file, or None."""
+    if not label_encoder_file.is_file():
+        return None
+    labels = 0
+    for line in label_encoder_file.read_text().splitlines():
+        if line.startswith("="):
+            break
+        labels += " => " in line
+    return labels or None
+
+
 def _read_run(run_dir, task):
     results_path = run_dir / RESULTS_FILE
     if not results_path.is_file():
         return {}, None
     results = json.loads(results_path.read_text())
-    stats = results["results"].get(task.report_set, {})
+    stats = dict(results["results"].get(task.report_set, {}))
+    classes = _num_classes(run_dir / "save" / "label_encoder.txt")
+    if classes:
+        stats["classes"] = classes
     weights_path = run_dir / LAYER_WEIGHTS_FILE
     weights = None
     if weights_path.is_file():
