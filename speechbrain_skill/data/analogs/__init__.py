@@ -8,7 +8,9 @@ that was built with the same settings.
 :data:`ANALOG_BUILDERS` maps a task of
 :data:`speechbrain_skill.downstream.compare.TASKS` to ``"module:function"``;
 a new task adds one line. Every builder takes ``(output, seed=0, workers=2)``
-and returns a :class:`pathlib.Path`.
+and returns a :class:`pathlib.Path`; :func:`build_analog` gives it the folder
+``<root>/<analog_folder>`` (a builder attribute, default its name without
+``build_``), so builders that write one dataset share a folder.
 """
 
 import importlib
@@ -44,9 +46,9 @@ def analog_builder(task):
 def build_analog(task, root, seed=0, workers=2):
     """Build (or reuse) the analog of ``task`` under ``root``; its data folder.
 
-    Tasks whose builders are the same function share one folder.
+    The folder is ``<root>/<builder's analog_folder attribute>`` (default: its
+    name without ``build_``), so tasks reading one dataset share it.
     """
     builder = analog_builder(task)
-    return builder(
-        Path(root) / builder.__name__.removeprefix("build_"), seed=seed, workers=workers
-    )
+    name = getattr(builder, "analog_folder", builder.__name__.removeprefix("build_"))
+    return builder(Path(root) / name, seed=seed, workers=workers)

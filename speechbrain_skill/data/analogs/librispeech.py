@@ -21,3 +21,6 @@ def build_corpus_analog(output, seed=0, workers=2):
     """
     generate_corpus(output, seed=seed, workers=workers, **CORPUS_SIZE)
     return Path(output)
+
+
+build_corpus_analog.analog_folder = "corpus_analog"
