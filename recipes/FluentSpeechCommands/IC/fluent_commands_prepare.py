@@ -44,7 +44,7 @@ def check_fluent_layout(data_folder):
     Example
     -------
     >>> import tempfile
-    >>> check_fluent_layout(tempfile.mkdtemp())
+    >>> check_fluent_layout(tempfile.mkdtemp())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     FileNotFoundError: Not a Fluent Speech Commands folder: ... data/train_data.csv, ...

@@ -41,7 +41,8 @@ def check_libriphone_layout(data_folder, lexicon_file, splits):
     Example
     -------
     >>> import tempfile
-    >>> check_libriphone_layout(tempfile.mkdtemp(), "/no/lexicon.txt", ["dev-clean"])
+    >>> folder = tempfile.mkdtemp()
+    >>> check_libriphone_layout(folder, "/no/lexicon.txt", [])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     FileNotFoundError: Phoneme recognition needs ... lexicon_file /no/lexicon.txt ...
