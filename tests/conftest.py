@@ -64,8 +64,30 @@ def tiny_hubert(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny_hubert"), "hubert", seed=0)
 
 
+class AnalogFolders(dict):
+    """Placeholders of the recipe tables: the corpus, and analogs built on demand."""
+
+    def __init__(self, builtin_corpus, root):
+        super().__init__(builtin_corpus=builtin_corpus)
+        self.root = root
+
+    def __missing__(self, key):
+        from speechbrain_skill.data.analogs import build_analog
+
+        if not key.startswith("analog_"):
+            raise KeyError(key)
+        self[key] = build_analog(key.removeprefix("analog_"), self.root, seed=0)
+        return self[key]
+
+
 @pytest.fixture(scope="session")
-def recipe_run(builtin_corpus, tmp_path_factory):
+def analog_folders(builtin_corpus, tmp_path_factory):
+    """Placeholder -> folder: the corpus and the ``analog_<task>`` folders."""
+    return AnalogFolders(builtin_corpus, tmp_path_factory.mktemp("analogs"))
+
+
+@pytest.fixture(scope="session")
+def recipe_run(analog_folders, tmp_path_factory):
     """Run a recipe once per session with its table's debug flags.
 
     ``recipe_run(hparam_file)`` returns ``(output_folder, log)``.
@@ -78,7 +100,7 @@ def recipe_run(builtin_corpus, tmp_path_factory):
         key = recipe_row(hparam_file)["Hparam_file"]
         if key not in runs:
             output = tmp_path_factory.mktemp(Path(key).stem)
-            args = recipe_args(key, output, builtin_corpus)
+            args = recipe_args(key, output, analog_folders)
             runs[key] = (output, run_recipe(key, args))
         return runs[key]
 

@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,9 +67,17 @@ def as_args(flags):
 
 
 def recipe_args(hparam_file, output, builtin_corpus, **changes):
-    """The row's debug flags with ``changes`` (None removes a flag) and the output."""
+    """The row's debug flags with ``changes`` (None removes a flag) and the output.
+
+    ``builtin_corpus`` is the corpus folder, or a mapping of every placeholder
+    (``builtin_corpus``, ``analog_<task>``) to its folder.
+    """
     row = recipe_row(hparam_file)
-    flags = parse_flags(row["test_debug_flags"].format(builtin_corpus=builtin_corpus))
+    if isinstance(builtin_corpus, Mapping):
+        text = row["test_debug_flags"].format_map(builtin_corpus)
+    else:
+        text = row["test_debug_flags"].format(builtin_corpus=builtin_corpus)
+    flags = parse_flags(text)
     flags.update(
         {key: None if value is None else str(value) for key, value in changes.items()}
     )

@@ -294,6 +294,69 @@ def audio_folder_manifest(folder, csv_path, num_workers=8):
 LABELLED_SPLITS = ("train", "valid", "test")
 
 
+def keep_usable(entries, save_folder, num_workers=8, warn_fraction=0.2):
+    """Add durations to manifest entries and leave out unusable audio, counted.
+
+    Missing, unreadable, empty and too-short files are left out and listed in
+    ``<save_folder>/excluded.csv`` (split, wav, reason); a split losing more
+    than ``warn_fraction`` of its files gets a loud warning, a split left
+    empty stops the preparation.
+
+    Arguments
+    ---------
+    entries : dict
+        Split -> list of dicts, each with a ``wav`` path.
+    save_folder : str or os.PathLike
+        Where ``excluded.csv`` goes.
+    num_workers : int
+        Threads reading audio headers.
+    warn_fraction : float
+        Share of excluded files above which the log warns.
+
+    Returns
+    -------
+    dict
+        Split -> the usable entries, each with ``duration`` (a string, 4 decimals).
+
+    Example
+    -------
+    >>> import tempfile, os, numpy, soundfile
+    >>> folder = tempfile.mkdtemp()
+    >>> good = os.path.join(folder, "a.wav")
+    >>> soundfile.write(good, numpy.zeros(8000), 16000)
+    >>> kept = keep_usable({"test": [{"wav": good}, {"wav": "/no/b.wav"}]}, folder)
+    >>> [e["duration"] for e in kept["test"]], count_exclusions(folder)
+    (['0.5000'], {'missing': 1})
+    """
+    kept, excluded = {}, []
+    for split, items in entries.items():
+        durations = audio_durations([item["wav"] for item in items], num_workers)
+        kept[split] = []
+        for item, (duration, reason) in zip(items, durations):
+            if duration is None:
+                excluded.append([split, item["wav"], reason])
+            else:
+                kept[split].append(dict(item, duration=f"{duration:.4f}"))
+        left_out = len(items) - len(kept[split])
+        if not kept[split]:
+            raise ValueError(
+                f"No usable audio in the {split} split ({len(items)} files listed, "
+                f"all left out; see {Path(save_folder) / EXCLUDED_FILE})."
+            )
+        if left_out > warn_fraction * len(items):
+            logger.warning(
+                "%s: %d of %d audio files are unusable and left out!",
+                split,
+                left_out,
+                len(items),
+            )
+    Path(save_folder).mkdir(parents=True, exist_ok=True)
+    write_manifest(
+        Path(save_folder) / EXCLUDED_FILE, ["split", "wav", "reason"], excluded
+    )
+    return kept
+
+
 def has_labelled_manifests(folder):
     """Whether ``folder`` holds ``train.csv``, ``valid.csv`` and ``test.csv``.
 

@@ -133,15 +133,34 @@ def plan_corpus(
     return voices, items
 
 
+def speak(text, voice, gain_key):
+    """Synthesise ``text`` at 16 kHz with a seeded level (peak 0.3 to 0.9).
+
+    Arguments
+    ---------
+    text : str
+        What is said.
+    voice : VoiceSetting
+        Who says it.
+    gain_key : str
+        Seed of the level: the same key always gives the same level.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    audio = synthesize(text.lower(), voice, SAMPLE_RATE)
+    # A seeded gain per utterance gives level variety, as in real recordings.
+    gain = random.Random(gain_key).uniform(0.3, 0.9)
+    peak = float(np.max(np.abs(audio))) or 1.0
+    return audio / peak * gain
+
+
 def _write_utterance(output, item, seed):
     split, speaker, chapter, utt, text, voice = item
     folder = Path(output) / split / str(speaker) / str(chapter)
     folder.mkdir(parents=True, exist_ok=True)
-    audio = synthesize(text.lower(), voice, SAMPLE_RATE)
-    # A seeded gain per utterance gives level variety, as in real recordings.
-    gain = random.Random(f"{seed}-{speaker}-{chapter}-{utt}").uniform(0.3, 0.9)
-    peak = float(np.max(np.abs(audio))) or 1.0
-    audio = audio / peak * gain
+    audio = speak(text, voice, f"{seed}-{speaker}-{chapter}-{utt}")
     name = f"{speaker}-{chapter}-{utt:04d}"
     sf.write(str(folder / f"{name}.flac"), audio, SAMPLE_RATE, subtype="PCM_16")
     return split, speaker, chapter, name, text, len(audio) / SAMPLE_RATE

@@ -3,6 +3,8 @@
 * :class:`PooledClassifier`: linear projection, pooling over the real frames,
   linear classifier (SUPERB's keyword spotting and speaker identification
   heads use mean pooling).
+* :class:`SlotClassifier`: one pooled vector, one classifier per slot (IC).
+* :class:`FrameLinearHead`: per-frame projection + linear (PR, CTC).
 * :class:`BiLSTMCTCHead`: a bidirectional LSTM over the real frames and a
   linear layer to the CTC vocabulary (SUPERB / MP3S ASR use 2 x 1024 units).
 
@@ -167,3 +169,70 @@ class BiLSTMCTCHead(torch.nn.Module):
             output, batch_first=True, total_length=num_frames
         )
         return torch.log_softmax(self.output(self.dropout(output)), dim=-1)
+
+
+class SlotClassifier(torch.nn.Module):
+    """Several classifications of one utterance from one pooled vector.
+
+    SUPERB's intent-classification head: a linear projection, mean pooling
+    over the real frames and one linear layer whose outputs are split into
+    one group per slot (action, object, location).
+
+    Arguments
+    ---------
+    input_size : int
+        Upstream feature dimension.
+    slot_sizes : sequence of int
+        Number of classes of each slot.
+    projection_size : int
+        Width of the frame-level projection.
+
+    Example
+    -------
+    >>> head = SlotClassifier(8, [3, 2], projection_size=4)
+    >>> outputs = head(torch.randn(2, 5, 8), torch.tensor([1.0, 0.6]))
+    >>> [tuple(o.shape) for o in outputs]
+    [(2, 3), (2, 2)]
+    """
+
+    def __init__(self, input_size, slot_sizes, projection_size=256):
+        super().__init__()
+        self.slot_sizes = [int(size) for size in slot_sizes]
+        self.projection = torch.nn.Linear(input_size, projection_size)
+        self.classifier = torch.nn.Linear(projection_size, sum(self.slot_sizes))
+
+    def forward(self, feats, lens):
+        """One log-probability tensor (batch, classes of the slot) per slot."""
+        logits = self.classifier(masked_pooling(self.projection(feats), lens))
+        return [
+            torch.log_softmax(part, dim=-1)
+            for part in torch.split(logits, self.slot_sizes, dim=-1)
+        ]
+
+
+class FrameLinearHead(torch.nn.Module):
+    """Per-frame linear projection and linear output layer (SUPERB PR head).
+
+    Arguments
+    ---------
+    input_size : int
+        Upstream feature dimension.
+    vocab_size : int
+        Output tokens, blank included.
+    projection_size : int
+        Width of the projection (SUPERB: 256).
+
+    Example
+    -------
+    >>> FrameLinearHead(8, 5, 4)(torch.randn(2, 6, 8), torch.ones(2)).shape
+    torch.Size([2, 6, 5])
+    """
+
+    def __init__(self, input_size, vocab_size, projection_size=256):
+        super().__init__()
+        self.projection = torch.nn.Linear(input_size, projection_size)
+        self.output = torch.nn.Linear(projection_size, vocab_size)
+
+    def forward(self, feats, lens):
+        """Log-probabilities (batch, frames, vocab_size)."""
+        return torch.log_softmax(self.output(self.projection(feats)), dim=-1)
