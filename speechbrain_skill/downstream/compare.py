@@ -99,6 +99,17 @@ TASKS = {
         ),
         ("CER",),
     ),
+    # SUPERB ASV, SD, ER (issue 21): asv and sd report error rates (lower is better).
+    "er": Task(
+        "er",
+        "IEMOCAP/ER",
+        "hparams/er_mean_pool.yaml",
+        "accuracy",
+        True,
+        "test",
+        "ER acc. 5-fold (%)",
+        ("--number_of_epochs=4", "--batch_size=4", "--lr=0.002"),
+    ),
 }
 QUICK_COMMON = ("--num_workers=0",)
 
