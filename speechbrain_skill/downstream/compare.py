@@ -100,6 +100,23 @@ TASKS = {
         ("CER",),
     ),
     # SUPERB ASV, SD, ER (issue 21): asv and sd report error rates (lower is better).
+    "asv": Task(
+        "asv",
+        "VoxCeleb1/ASV",
+        "hparams/asv_xvector.yaml",
+        "EER",
+        False,
+        "test",
+        "ASV EER % (minDCF)",
+        (
+            "--number_of_epochs=6",
+            "--batch_size=8",
+            "--lr=0.002",
+            "--train_max_seconds=3.0",
+            "--valid_fraction=0.25",
+        ),
+        ("minDCF",),
+    ),
     "er": Task(
         "er",
         "IEMOCAP/ER",
