@@ -117,6 +117,17 @@ TASKS = {
         ),
         ("minDCF",),
     ),
+    "sd": Task(
+        "sd",
+        "LibriMix/SD",
+        "hparams/sd_lstm_pit.yaml",
+        "DER",
+        False,
+        "test",
+        "SD DER % (at 0.5)",
+        ("--number_of_epochs=6", "--batch_size=4", "--lr=0.005", "--lstm_size=64"),
+        ("DER_at_0.5",),
+    ),
     "er": Task(
         "er",
         "IEMOCAP/ER",
