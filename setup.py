@@ -39,12 +39,17 @@ setup(
     extras_require={
         # ONNX export (python -m speechbrain_skill.export) and its onnxruntime check.
         "export": ["onnx>=1.16", "onnxruntime>=1.18"],
+        # s3prl bridge (python -m speechbrain_skill.s3prl_bridge): s3prl's runner
+        # imports tensorboardX, which s3prl does not declare.
+        "s3prl": ["s3prl>=0.4.18", "tensorboardX"],
         "dev": [
             "onnx>=1.16",
             "onnxruntime>=1.18",
             "pytest>=7",
             "pytest-timeout",
             "ruff>=0.6",
+            "s3prl>=0.4.18",
+            "tensorboardX",
             "yamllint>=1.35",
         ],
     },

@@ -99,6 +99,45 @@ TASKS = {
         ),
         ("CER",),
     ),
+    # SUPERB ASV, SD, ER (issue 21): asv and sd report error rates (lower is better).
+    "asv": Task(
+        "asv",
+        "VoxCeleb1/ASV",
+        "hparams/asv_xvector.yaml",
+        "EER",
+        False,
+        "test",
+        "ASV EER % (minDCF)",
+        (
+            "--number_of_epochs=6",
+            "--batch_size=8",
+            "--lr=0.002",
+            "--train_max_seconds=3.0",
+            "--valid_fraction=0.25",
+        ),
+        ("minDCF",),
+    ),
+    "sd": Task(
+        "sd",
+        "LibriMix/SD",
+        "hparams/sd_lstm_pit.yaml",
+        "DER",
+        False,
+        "test",
+        "SD DER % (at 0.5)",
+        ("--number_of_epochs=6", "--batch_size=4", "--lr=0.005", "--lstm_size=64"),
+        ("DER_at_0.5",),
+    ),
+    "er": Task(
+        "er",
+        "IEMOCAP/ER",
+        "hparams/er_mean_pool.yaml",
+        "accuracy",
+        True,
+        "test",
+        "ER acc. 5-fold (%)",
+        ("--number_of_epochs=4", "--batch_size=4", "--lr=0.002"),
+    ),
 }
 QUICK_COMMON = ("--num_workers=0",)
 

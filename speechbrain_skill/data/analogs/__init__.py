@@ -24,6 +24,9 @@ ANALOG_BUILDERS = {
     "ic": "speechbrain_skill.data.analogs.intents:build_ic_analog",
     "sf": "speechbrain_skill.data.analogs.slots:build_sf_analog",
     "qbe": "speechbrain_skill.data.analogs.queries:build_qbe_analog",
+    "asv": "speechbrain_skill.data.analogs.asv:build_asv_analog",
+    "sd": "speechbrain_skill.data.analogs.sd:build_sd_analog",
+    "er": "speechbrain_skill.data.analogs.er:build_er_analog",
 }
 
 
