@@ -171,3 +171,21 @@ def test_sd_recipe_on_the_analog(builtin_corpus, tmp_path):
     assert test["recordings"] == 4 and test["DER"] <= test["DER_at_0.5"]
     rttm = read_rttm(out / "save/builtin_analog/test/rttm")
     assert len(rttm) == 4 and all(len({s[0] for s in v}) == 2 for v in rttm.values())
+
+
+def test_grid_filters_decisions_as_s3prl_make_rttm():
+    """Threshold, then scipy.signal.medfilt over time (s3prl's make_rttm.py)."""
+    from scipy.signal import medfilt
+
+    from speechbrain_skill.downstream.diarization import grid_der
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((60, 2))
+    reference = [("A", 0.1, 0.7), ("B", 0.5, 1.1)]
+    grid = grid_der([(probs, reference)])
+    for threshold in (0.3, 0.5, 0.7):
+        decisions = medfilt((probs > threshold).astype(int), (11, 1))
+        hypothesis = frames_to_segments(decisions, ["p", "q"])
+        expected = corpus_der([(reference, hypothesis)])
+        assert grid[(threshold, 11)] == pytest.approx(expected)
+    assert len(grid) == 10 and min(grid.values()) >= 0

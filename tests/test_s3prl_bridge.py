@@ -14,8 +14,10 @@ from speechbrain_skill.lobes.frames import lengths_to_mask, relative_to_absolute
 from speechbrain_skill.lobes.student import save_student
 from speechbrain_skill.lobes.upstream import load_upstream_model
 from speechbrain_skill.s3prl_bridge.__main__ import prepare_arguments
+from speechbrain_skill.s3prl_bridge.hub import register
 
-s3prl_nn = pytest.importorskip("speechbrain_skill.s3prl_bridge.hub").register()
+pytest.importorskip("s3prl", reason="s3prl is an optional extra: pip install .[s3prl]")
+register()
 from s3prl.nn import Featurizer, S3PRLUpstream  # noqa: E402
 
 TOLERANCE = 1e-5

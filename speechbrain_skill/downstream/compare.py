@@ -111,9 +111,12 @@ TASKS = {
         (
             "--number_of_epochs=6",
             "--batch_size=8",
-            "--lr=0.002",
+            "--lr=0.001",
             "--train_max_seconds=3.0",
             "--valid_fraction=0.25",
+            "--tdnn_size=128",
+            "--pooled_size=256",
+            "--embedding_size=128",
         ),
         ("minDCF",),
     ),

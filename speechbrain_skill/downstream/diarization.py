@@ -311,6 +311,10 @@ class LSTMDiarizationHead(torch.nn.Module):
 def grid_der(items, collar=0.0):
     """DER at every (threshold, median) of SUPERB's grid.
 
+    As s3prl's ``make_rttm.py``: frames above the threshold are active, then
+    a median filter over time (zeros past both ends, as ``scipy.signal.medfilt``)
+    smooths the decisions.
+
     Arguments
     ---------
     items : list of (numpy.ndarray, list)
@@ -331,7 +335,7 @@ def grid_der(items, collar=0.0):
                 decisions = probs > threshold
                 if median > 1:
                     decisions = median_filter(
-                        decisions.astype(np.uint8), size=(median, 1)
+                        decisions.astype(np.uint8), size=(median, 1), mode="constant"
                     )
                 names = [f"hyp{i}" for i in range(probs.shape[1])]
                 pairs.append((reference, frames_to_segments(decisions, names)))
