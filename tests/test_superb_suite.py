@@ -78,3 +78,16 @@ def test_builtin_suite_writes_the_table_and_reuses_runs(tmp_path):
     # A rerun reuses the finished run.
     assert main(argv) == 0
     assert json.loads((out / "superb.json").read_text())["run_seconds"] == {}
+
+
+def test_every_task_recipe_has_an_analog_and_known_superb_metrics():
+    from speechbrain_skill.data.analogs import ANALOG_BUILDERS, analog_builder
+    from speechbrain_skill.downstream.compare import TASKS
+    from speechbrain_skill.downstream.superb_score import reference_points
+
+    # --builtin calls one builder per task: a new recipe adds one line there.
+    assert set(TASKS) <= set(ANALOG_BUILDERS)
+    for name, task in TASKS.items():
+        assert callable(analog_builder(name))
+        # The metric the table reads is one the score knows for that task.
+        assert task.metric in {p.metric for p in reference_points(task.superb_task)}

@@ -618,7 +618,9 @@ def main(argv=None):
         help="data folder of every task, or TASK=PATH (repeat)",
     )
     parser.add_argument("--output", required=True)
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--tasks", nargs="+", default=["kws", "sid", "asr"], choices=list(TASKS)
+    )
     parser.add_argument("--quick", action="store_true", help="small-data CPU settings")
     parser.add_argument(
         "--recipe_args", default="", help="extra recipe overrides, one string"
