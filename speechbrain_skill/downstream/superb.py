@@ -397,7 +397,8 @@ def write_outputs(report, output):
         "(SOTA - FBANK), averaged within a task (SF: F1 and CER), then over the "
         "tasks that have a result. A row missing tasks has a partial score, not "
         "comparable with the leaderboard's ten-task score.",
-        f"Rows marked (published): {report['published_source']}; not measured here.",
+        f"Rows marked (published): values from {report['published_source']}; "
+        "not measured here.",
         "Cells: 'no recipe' = the project has no recipe for the task yet; "
         "'not run' = not asked; 'failed' = the run wrote no result (see its log.txt).",
         f"Time: {report['total_seconds']:.0f} s in all (analogs "
