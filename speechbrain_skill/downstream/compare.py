@@ -43,7 +43,16 @@ LAYER_WEIGHTS_FILE = "layer_weights.json"
 
 @dataclass(frozen=True)
 class Task:
-    """A downstream recipe and how to read its result."""
+    """A downstream recipe and how to read its result.
+
+    ``metric`` (and the ``extra`` statistics) are read from the
+    ``report_set`` entry of the run's ``test_results.json``; ``superb`` is
+    the SUPERB task it stands for (:mod:`~speechbrain_skill.downstream.superb_score`,
+    empty: the same name); ``quick`` are the small-budget overrides of
+    ``--quick`` / ``--builtin``, ``quick_common`` whether
+    :data:`QUICK_COMMON` applies too (a recipe without a data loader has no
+    ``num_workers``).
+    """
 
     name: str
     recipe: str
@@ -54,6 +63,13 @@ class Task:
     column: str
     quick: tuple
     extra: tuple = ()
+    superb: str = ""
+    quick_common: bool = True
+
+    @property
+    def superb_task(self):
+        """The SUPERB task name (``ks`` for ``kws``)."""
+        return self.superb or self.name
 
 
 TASKS = {
@@ -66,6 +82,7 @@ TASKS = {
         "test",
         "KWS acc. (%)",
         ("--number_of_epochs=6", "--batch_size=8", "--lr=0.002"),
+        superb="ks",
     ),
     "sid": Task(
         "sid",
@@ -140,6 +157,53 @@ TASKS = {
         "test",
         "ER acc. 5-fold (%)",
         ("--number_of_epochs=4", "--batch_size=4", "--lr=0.002"),
+    ),
+    "pr": Task(
+        "pr",
+        "LibriSpeech/PR",
+        "hparams/pr_ctc_linear.yaml",
+        "PER",
+        False,
+        "test-clean",
+        "PR PER test-clean (%)",
+        ("--number_of_epochs=4", "--batch_size=8", "--lr=0.01"),
+    ),
+    "ic": Task(
+        "ic",
+        "FluentSpeechCommands/IC",
+        "hparams/ic_mean_pool.yaml",
+        "accuracy",
+        True,
+        "test",
+        "IC acc. (%)",
+        ("--number_of_epochs=4", "--batch_size=8", "--lr=0.002"),
+    ),
+    "sf": Task(
+        "sf",
+        "SNIPS/SF",
+        "hparams/sf_ctc_bilstm.yaml",
+        "slot_type_f1",
+        True,
+        "test",
+        "SF slot-type F1 (slot-value CER) (%)",
+        (
+            "--number_of_epochs=4",
+            "--batch_size=8",
+            "--lr=0.003",
+            "--head_size=64",
+        ),
+        ("slot_value_cer",),
+    ),
+    "qbe": Task(
+        "qbe",
+        "QUESST14/QbE",
+        "hparams/qbe_dtw.yaml",
+        "MTWV",
+        True,
+        "test",
+        "QbE MTWV (eval)",
+        (),
+        quick_common=False,
     ),
 }
 QUICK_COMMON = ("--num_workers=0",)
@@ -442,6 +506,8 @@ def compare(
     speed_rounds=3,
     recipes_root=RECIPES_ROOT,
     command=None,
+    keyed=False,
+    write_report=True,
 ):
     """Run every task on every upstream, measure, and write the report.
 
@@ -455,7 +521,7 @@ def compare(
     output : str or os.PathLike
         Output folder.
     tasks : sequence of str
-        Among ``kws``, ``sid``, ``asr``.
+        Keys of :data:`TASKS`.
     quick : bool
         Small-data CPU settings (:data:`TASKS` ``quick`` overrides).
     recipe_args : sequence of str
@@ -473,6 +539,12 @@ def compare(
         The repository's ``recipes`` folder.
     command : str, optional
         The command line, recorded in the report.
+    keyed : bool
+        Run folders ``<task>/<name>/<upstream key>``: the key digests the
+        source and its weight files, so a changed upstream under the same
+        name runs again instead of reusing the old results.
+    write_report : bool
+        Write ``comparison.{md,json,png}`` (the SUPERB suite writes its own).
 
     Returns
     -------
@@ -499,6 +571,10 @@ def compare(
         weights_by_upstream = {}
         for name, source in upstreams:
             run_dir = output / task_name / name
+            if keyed:
+                from speechbrain_skill.lobes.upstream import upstream_key
+
+                run_dir = run_dir / upstream_key(_absolute_source(source))
             if force or not (run_dir / RESULTS_FILE).is_file():
                 argv = [str((script.parent / task.hparams).resolve())]
                 argv += merge_overrides(
@@ -507,7 +583,9 @@ def compare(
                         f"--upstream_source={_absolute_source(source)}",
                         f"--output_folder={run_dir}",
                     ],
-                    [*task.quick, *QUICK_COMMON] if quick else [],
+                    [*task.quick, *(QUICK_COMMON if task.quick_common else ())]
+                    if quick
+                    else [],
                     [f"--device={device}"] if device else [],
                     recipe_args,
                 )
@@ -544,7 +622,8 @@ def compare(
         "load_average": list(os.getloadavg()),
         "command": command,
     }
-    _write_report(report, output)
+    if write_report:
+        _write_report(report, output)
     return report
 
 
@@ -637,7 +716,9 @@ def main(argv=None):
         help="data folder of every task, or TASK=PATH (repeat)",
     )
     parser.add_argument("--output", required=True)
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--tasks", nargs="+", default=["kws", "sid", "asr"], choices=list(TASKS)
+    )
     parser.add_argument("--quick", action="store_true", help="small-data CPU settings")
     parser.add_argument(
         "--recipe_args", default="", help="extra recipe overrides, one string"

@@ -14,6 +14,7 @@ import speechbrain as sb
 import torch
 
 from speechbrain_skill.downstream.brain import DownstreamBrain
+from speechbrain_skill.training.modules import unwrap
 
 
 def all_slots_right(predictions, labels):
@@ -54,11 +55,7 @@ class IntentBrain(DownstreamBrain):
 
     def silent_batch(self):
         """One second of silence labelled with class 0 in every slot."""
-        slots = (
-            len(self.modules.head.slot_sizes)
-            if hasattr(self.modules.head, "slot_sizes")
-            else 3
-        )
+        slots = len(unwrap(self.modules.head).slot_sizes)
         return super().silent_batch(slots_encoded=torch.zeros(slots, dtype=torch.long))
 
     def compute_forward(self, batch, stage):

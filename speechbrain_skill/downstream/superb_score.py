@@ -70,8 +70,8 @@ REFERENCE_POINTS = (
 # result images and the SUPERB leaderboard; values in our units (MTWV as a
 # fraction, everything else in %).
 PUBLISHED_SOURCE = (
-    "published: DPHuBERT repository (pyf98/DPHuBERT) result tables and the "
-    "SUPERB leaderboard"
+    "the DPHuBERT repository's (pyf98/DPHuBERT) result tables and the SUPERB "
+    "leaderboard"
 )
 PUBLISHED = {
     "WavLM Base+": dict(
