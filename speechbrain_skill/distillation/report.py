@@ -91,7 +91,13 @@ def plot_curves(histories, path):
 
 
 def write_report(
-    output_folder, export_folder, teacher, teacher_source, target_sparsity, summary
+    output_folder,
+    export_folder,
+    teacher,
+    teacher_source,
+    target_sparsity,
+    summary,
+    student=None,
 ):
     """Write ``report.json``, ``report.md`` and ``curves.png``.
 
@@ -113,6 +119,8 @@ def write_report(
     summary : dict
         Facts gathered by the stages (groups, losses and their definition,
         skipped files).
+    student : PrunableSSLStudent, optional
+        The exported student, in memory; None: loaded from ``export_folder``.
 
     Returns
     -------
@@ -123,7 +131,8 @@ def write_report(
 
     output_folder = Path(output_folder)
     export = Path(export_folder)
-    student = load_student(export)
+    if student is None:
+        student = load_student(export)
     teacher_params = num_params(teacher.model)
     student_params = num_params(student)
     reference = student.config.unpruned_num_params or teacher_params

@@ -89,7 +89,9 @@ def _export_command(source, output, formats):
     return shlex.join(parts)
 
 
-def export_student(source, output=None, formats=FORMATS, check=True):
+def export_student(
+    source, output=None, formats=FORMATS, check=True, student=None, report=None
+):
     """Export a saved student to the given formats.
 
     Arguments
@@ -103,6 +105,10 @@ def export_student(source, output=None, formats=FORMATS, check=True):
         Any of ``speechbrain``, ``hf``, ``hf_stock``, ``onnx``.
     check : bool
         Load each export back and measure its difference to the student.
+    student : PrunableSSLStudent, optional
+        The student saved in ``source``, in memory; None: loaded from it.
+    report : dict, optional
+        Its ``report.json`` content, in memory; None: read from ``source``.
 
     Returns
     -------
@@ -127,11 +133,11 @@ def export_student(source, output=None, formats=FORMATS, check=True):
         raise ValueError(f"Unknown export formats {unknown}; choose from {FORMATS}.")
     source = Path(source)
     output = Path(output) if output is not None else source
-    student = unwrap(load_student(source)).eval()
+    student = unwrap(student if student is not None else load_student(source)).eval()
     problems = export_problems(student)
     if problems:
         raise ValueError(f"Cannot export {source}: " + "; ".join(problems) + ".")
-    report = read_report(source)
+    report = read_report(source) if report is None else report
     summary = {
         "source": str(source),
         "command": _export_command(
