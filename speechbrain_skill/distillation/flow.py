@@ -247,62 +247,82 @@ def release_brain(checkpointer, keep):
         torch.cuda.empty_cache()
 
 
-def fit_stage(
-    brain_class,
-    groups,
-    modules,
-    opt_class,
-    brain_hparams,
-    epoch_counter,
-    checkpointer,
-    run_opts,
-    fit_data,
+def training_stage(
+    name, brain_class, objects, run_opts, fit_data, before_fit=None, **stage_args
 ):
-    """Fit one training stage's Brain; its summary. The Brain is then released.
+    """A stage that fits a Brain on the student: distill + prune, or final.
+
+    The student's modules join the stage's checkpointer (a rerun resumes
+    them); when the stage is skipped, its end-of-stage weights are recovered
+    only if a later stage runs (:meth:`StudentParts.ready`). After training,
+    what the Brain added to the checkpointer (itself, its optimizers) is
+    released, so it is not held through the next stage.
 
     Arguments
     ---------
+    name : str
+        ``"prune"`` or ``"final"``.
     brain_class : type
-        :class:`~speechbrain_skill.distillation.brains.DistillationBrain` or
-        :class:`~speechbrain_skill.distillation.brains.PruningDistillationBrain`.
-    groups : dict
-        The layer-groups stage's result.
-    modules : dict
-        Teacher, student, heads, ... (the Brain's modules).
-    opt_class, brain_hparams, epoch_counter, checkpointer : object
-        The stage's optimizer class, the hparams its Brain reads, its epoch
-        counter and checkpointer (from the yaml).
+        The stage's Brain (``groups`` first, then SpeechBrain's arguments).
+    objects : dict
+        The stage's yaml objects: ``opt_class``, ``hparams`` (what the Brain
+        reads), ``epoch_counter``, ``checkpointer``, ``modules`` (the Brain's
+        modules besides the student's: teacher, Lagrangian).
     run_opts : dict
         SpeechBrain run options.
     fit_data : dict
         ``train_set``, ``valid_set`` and their loader arguments.
+    before_fit : callable, optional
+        ``before_fit(student)`` when the stage runs, before the Brain is made.
+    **stage_args
+        More :class:`~speechbrain_skill.training.stage_flow.Stage` arguments
+        (``outputs`` beyond the checkpoints and history, ``detail``, ``title``).
 
     Returns
     -------
-    dict
-        ``skipped_files``; ``expected_sparsity`` (pruning) or ``valid_loss``
-        and ``valid_fit`` (final distillation).
+    Stage
     """
-    before = list(checkpointer.recoverables)
-    brain = brain_class(
-        groups["groups"],
-        modules=modules,
-        opt_class=opt_class,
-        hparams=brain_hparams,
-        run_opts=run_opts,
-        checkpointer=checkpointer,
-    )
-    brain.fit(epoch_counter, **fit_data)
-    save_end_of_stage(checkpointer, brain)
-    summary = {"skipped_files": brain.sync_skipped()}
-    if "lagrangian" in modules:
-        summary["expected_sparsity"] = float(
-            unwrap(modules["student"]).expected_sparsity().detach()
+    checkpointer = objects["checkpointer"]
+
+    def run(groups, student):
+        if before_fit is not None:
+            before_fit(student)
+        checkpointer.add_recoverables(student.modules())
+        before = list(checkpointer.recoverables)
+        brain = brain_class(
+            groups["groups"],
+            modules={**objects["modules"], **student.modules()},
+            opt_class=objects["opt_class"],
+            hparams=objects["hparams"],
+            run_opts=run_opts,
+            checkpointer=checkpointer,
         )
-    else:
-        stats = brain.last_valid_stats
-        summary["valid_loss"] = stats.get("loss")
-        summary["valid_fit"] = {k: stats.get(k) for k in ("mean_cosine", "mean_l1")}
-    del brain
-    release_brain(checkpointer, before)
-    return summary
+        brain.fit(objects["epoch_counter"], **fit_data)
+        save_end_of_stage(checkpointer, brain)
+        summary = {"skipped_files": brain.sync_skipped()}
+        if "lagrangian" in objects["modules"]:  # pruning: how far it got
+            sparsity = unwrap(student.model).expected_sparsity()
+            summary["expected_sparsity"] = float(sparsity.detach())
+        else:
+            stats = brain.last_valid_stats
+            summary["valid_loss"] = stats.get("loss")
+            summary["valid_fit"] = {k: stats.get(k) for k in ("mean_cosine", "mean_l1")}
+        del brain
+        release_brain(checkpointer, before)
+        return student, summary
+
+    def load(summary, groups, student):
+        checkpointer.add_recoverables(student.modules())
+        student.pending = checkpointer.recover_if_possible  # if a later stage runs
+        return student
+
+    outputs = [checkpointer.checkpoints_dir, objects["hparams"]["history_path"]]
+    return Stage(
+        name,
+        run,
+        load,
+        IGNORE[name],
+        TRAINING_SOURCES,
+        outputs + list(stage_args.pop("outputs", [])),
+        **stage_args,
+    )

@@ -101,13 +101,13 @@ def resolved_settings(hparams_file, overrides=None, folder_keys=FOLDER_KEYS):
 
     Example
     -------
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "h.yaml")
-    >>> with open(path, "w") as handle:
-    ...     _ = handle.write(
-    ...         "output_folder: !PLACEHOLDER\nlog: !ref <output_folder>/log.txt\n"
-    ...         "opt: !name:torch.optim.AdamW\n    weight_decay: 0.01\n"
-    ...     )
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "h.yaml"
+    >>> _ = path.write_text(
+    ...     "output_folder: !PLACEHOLDER\nlog: !ref <output_folder>/log.txt\n"
+    ...     "opt: !name:torch.optim.AdamW\n    weight_decay: 0.01\n"
+    ... )
     >>> resolved_settings(path, {"output_folder": "/tmp/run"})
     ... # doctest: +NORMALIZE_WHITESPACE
     {'output_folder': '<output_folder>', 'log': '<output_folder>/log.txt',

@@ -161,41 +161,20 @@ def initial_student(hparams, groups):
 
 def prune_stage(hparams, run_opts, fit_data):
     """Distillation + structured pruning (hard-concrete gates, Lagrangian)."""
-    checkpointer = hparams["prune_checkpointer"]
-
-    def run(groups, student):
-        checkpointer.add_recoverables({"heads": student.heads, **student.extra_modules})
-        modules = {
-            "teacher": hparams["teacher"],
-            **student.modules(),
-            "lagrangian": hparams["lagrangian"],
-        }
-        summary = flow.fit_stage(
-            PruningDistillationBrain,
-            groups,
-            modules,
-            hparams["prune_opt_class"],
-            hparams["prune_hparams"],
-            hparams["prune_epoch_counter"],
-            checkpointer,
-            run_opts,
-            fit_data,
-        )
-        return student, summary
-
-    def load(summary, groups, student):
-        checkpointer.add_recoverables({"heads": student.heads, **student.extra_modules})
-        student.pending = checkpointer.recover_if_possible  # if materialise runs
-        return student
-
-    return Stage(
+    objects = {
+        "opt_class": hparams["prune_opt_class"],
+        "hparams": hparams["prune_hparams"],
+        "epoch_counter": hparams["prune_epoch_counter"],
+        "checkpointer": hparams["prune_checkpointer"],
+        "modules": {"teacher": hparams["teacher"], "lagrangian": hparams["lagrangian"]},
+    }
+    return flow.training_stage(
         "prune",
-        run,
-        load,
-        flow.IGNORE["prune"],
-        flow.TRAINING_SOURCES,
-        [checkpointer.checkpoints_dir, hparams["prune_hparams"]["history_path"]],
-        f"{hparams['prune_steps']} steps",
+        PruningDistillationBrain,
+        objects,
+        run_opts,
+        fit_data,
+        detail=f"{hparams['prune_steps']} steps",
         title="distill + prune",
     )
 
@@ -247,56 +226,46 @@ def final_stage(hparams, run_opts, fit_data):
     Without pruning, the initial student is saved to ``initial_student_folder``
     on the first run and read back from there on a rerun (the same start).
     """
-    checkpointer = hparams["final_checkpointer"]
     initial_folder = None if hparams["prune"] else hparams["initial_student_folder"]
 
-    def run(groups, student):
-        if initial_folder and (Path(initial_folder) / "config.json").is_file():
+    def same_start(student):
+        if initial_folder is None:
+            return
+        if (Path(initial_folder) / "config.json").is_file():
             student.model = stages.load_student_folder(
                 initial_folder,
                 student.heads,
                 student.extra_modules,
                 hparams["load_student"],
             )
-        elif initial_folder:
-            run_on_main(
-                stages.save_student_folder,
-                args=[
-                    initial_folder,
-                    student.model,
-                    student.heads,
-                    student.extra_modules,
-                    hparams["save_student"],
-                ],
-            )
-        checkpointer.add_recoverables(student.modules())
-        summary = flow.fit_stage(
-            DistillationBrain,
-            groups,
-            {"teacher": hparams["teacher"], **student.modules()},
-            hparams["final_opt_class"],
-            hparams["final_hparams"],
-            hparams["final_epoch_counter"],
-            checkpointer,
-            run_opts,
-            fit_data,
+            return
+        run_on_main(
+            stages.save_student_folder,
+            args=[
+                initial_folder,
+                student.model,
+                student.heads,
+                student.extra_modules,
+                hparams["save_student"],
+            ],
         )
-        return student, summary
 
-    def load(summary, groups, student):
-        checkpointer.add_recoverables(student.modules())
-        student.pending = checkpointer.recover_if_possible  # if export runs
-        return student
-
-    outputs = [checkpointer.checkpoints_dir, hparams["final_hparams"]["history_path"]]
-    return Stage(
+    objects = {
+        "opt_class": hparams["final_opt_class"],
+        "hparams": hparams["final_hparams"],
+        "epoch_counter": hparams["final_epoch_counter"],
+        "checkpointer": hparams["final_checkpointer"],
+        "modules": {"teacher": hparams["teacher"]},
+    }
+    return flow.training_stage(
         "final",
-        run,
-        load,
-        flow.IGNORE["final"],
-        flow.TRAINING_SOURCES,
-        outputs + ([initial_folder] if initial_folder else []),
-        f"{hparams['final_steps']} steps",
+        DistillationBrain,
+        objects,
+        run_opts,
+        fit_data,
+        before_fit=same_start,
+        outputs=[initial_folder] if initial_folder else [],
+        detail=f"{hparams['final_steps']} steps",
         title="final distillation",
     )
 
