@@ -99,6 +99,7 @@ def audio_durations(paths, num_workers=8):
     """
 
     def check(path):
+        """The file's audio info, or None and the reason it is excluded."""
         try:
             return inspect_audio(str(path)), None
         except BadAudioError as err:

@@ -285,6 +285,7 @@ def training_stage(
     checkpointer = objects["checkpointer"]
 
     def run(groups, student):
+        """Fit the stage's Brain on the student; the student and the summary."""
         if before_fit is not None:
             before_fit(student)
         checkpointer.add_recoverables(student.modules())
@@ -312,6 +313,7 @@ def training_stage(
         return student, summary
 
     def load(summary, groups, student):
+        """The skipped stage's student; its weights are recovered when needed."""
         checkpointer.add_recoverables(student.modules())
         student.pending = checkpointer.recover_if_possible  # if a later stage runs
         return student

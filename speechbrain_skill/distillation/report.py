@@ -241,6 +241,7 @@ def _data_lines(report):
     """Files the run could not use, by where they were found."""
 
     def total(key):
+        """Sum of the counts under ``key``."""
         return sum((report.get(key) or {}).values())
 
     lines = [

@@ -10,13 +10,17 @@ from speechbrain_skill.lobes.frames import (
 
 
 class _ScaleGradient(torch.autograd.Function):
+    """Identity forward, gradient multiplied by ``scale`` backward."""
+
     @staticmethod
     def forward(ctx, x, scale):
+        """Identity (a view of ``x``)."""
         ctx.scale = scale
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
+        """The incoming gradient times ``scale``."""
         return grad * ctx.scale, None
 
 

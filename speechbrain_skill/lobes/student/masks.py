@@ -232,9 +232,11 @@ def leading_unit_masks(config, conv_channels=None, num_heads=None, ffn_dims=None
     """
 
     def per_layer(value, count):
+        """One value per layer (an int is repeated)."""
         return [value] * count if isinstance(value, int) else list(value)
 
     def leading(size, kept):
+        """A 0/1 mask whose first ``kept`` entries are 1."""
         mask = torch.zeros(size)
         mask[: min(kept, size)] = 1.0
         return mask

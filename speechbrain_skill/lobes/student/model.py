@@ -414,6 +414,7 @@ class PrunableSSLStudent(torch.nn.Module):
         config = self.config
 
         def probs(gate):
+            """Keep probabilities of a gate's units, in float64."""
             return gate.keep_probability().double()
 
         dims = StructureDims([], [], [], [], [], [])
