@@ -3,12 +3,13 @@
 The recipe (``recipes/LibriSpeech/distillation/train.py``) runs: data
 preparation; layer groups (given, or found by layer similarity + clustering);
 distillation + structured pruning; materialisation of the pruned student;
-final distillation; export and report. This module holds what a stage needs
-besides a Brain: the configuration checks (plain settings before any model
-is built, then against the loaded teacher and student), the layer-groups
-search, the student folders passed between stages, and the end-of-stage
-checkpoint. Which stages a rerun skips is decided by
-:mod:`speechbrain_skill.training.stage_records`.
+final distillation; export and report. The stages are objects
+(:mod:`speechbrain_skill.training.stage_flow`, declared in
+:mod:`speechbrain_skill.distillation.flow`); this module holds what they need
+besides a Brain: the configuration checks (plain settings before any model is
+built, then against the loaded teacher and student), the layer-groups search,
+the student folders (written for the export and for resuming) and the
+end-of-stage checkpoint.
 """
 
 import json
@@ -317,47 +318,6 @@ def load_student_folder(folder, heads, extra_modules, load_student):
         if path.is_file():
             unwrap(module).load_state_dict(torch.load(path, map_location="cpu"))
     return student
-
-
-def materialise(folder, student, heads, extra_modules, save_student):
-    """Prune ``student`` to physically smaller tensors and save its folder.
-
-    Arguments
-    ---------
-    folder : str or os.PathLike
-        Destination (see :func:`save_student_folder`).
-    student : PrunableSSLStudent
-        The student with trained gates (eval masks are used).
-    heads : torch.nn.Module
-        Its heads.
-    extra_modules : dict
-        Other trained modules.
-    save_student : callable
-        ``save_student(student, folder)``.
-    """
-    pruned = unwrap(student).eval().prune()
-    save_student_folder(folder, pruned, heads, extra_modules, save_student)
-
-
-def export_student(folder, student, heads, extra_modules, save_student):
-    """Write the final student folder (the export formats follow the report).
-
-    Arguments
-    ---------
-    folder : str or os.PathLike
-        The export folder.
-    student : PrunableSSLStudent
-        The final student.
-    heads : torch.nn.Module
-        Its heads.
-    extra_modules : dict
-        Other trained modules (e.g. the enhancement head).
-    save_student : callable
-        The model-folder writer.
-    """
-    save_student_folder(
-        folder, unwrap(student).eval(), heads, extra_modules, save_student
-    )
 
 
 def run_facts(experiment_name, prune_steps, final_steps, data):
