@@ -181,7 +181,12 @@ def test_changed_prune_weight_decay_reruns_prune_and_later_stages(
     edited = tmp_path / "hparams" / "skill_wavlm_wd.yaml"
     edited.parent.mkdir()
     text = shipped.read_text()
-    old = "prune_opt_class: !name:torch.optim.AdamW\n    fused: True\n    lr: !ref <prune_lr>\n    weight_decay: 0.0\n"
+    old = (
+        "prune_opt_class: !name:torch.optim.AdamW\n"
+        "    fused: True\n"
+        "    lr: !ref <prune_lr>\n"
+        "    weight_decay: 0.0\n"
+    )
     assert text.count(old) == 1
     text = text.replace(old, old.replace("0.0", "0.01"))
     edited.write_text(text.replace("!include:../../../../", f"!include:{REPO}/"))
