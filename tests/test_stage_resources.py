@@ -28,7 +28,7 @@ from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.layer_groups.groups_file import save_groups
 from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 from speechbrain_skill.training.checkpoints import CompleteCheckpointer
 
@@ -57,7 +57,7 @@ class TwoStepBrain(PruningDistillationBrain):
 
 
 def _prune_stage(tiny_hubert, folder):
-    student = PrunableSSLStudent.from_hf(tiny_hubert, prune_heads=True)
+    student = PrunableSSLEncoder.from_hf(tiny_hubert, prune_heads=True)
     parts = flow.StudentParts(student, LayerProjections([0, 2, 4], 32), {})
     checkpointer = CompleteCheckpointer(folder)
     objects = {

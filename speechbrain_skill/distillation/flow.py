@@ -169,7 +169,7 @@ class StudentParts:
 
     Arguments
     ---------
-    model : PrunableSSLStudent
+    model : PrunableSSLEncoder
         The student encoder.
     heads : torch.nn.Module
         Its prediction heads / projections.

@@ -119,7 +119,7 @@ def write_report(
     summary : dict
         Facts gathered by the stages (groups, losses and their definition,
         skipped files).
-    student : PrunableSSLStudent, optional
+    student : PrunableSSLEncoder, optional
         The exported student, in memory; None: loaded from ``export_folder``.
 
     Returns

@@ -101,7 +101,7 @@ def check_models(teacher, student, groups, num_groups, student_layers, auxiliary
     ---------
     teacher : FrozenSSLTeacher
         The teacher (its number of hidden states bounds groups and K).
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The student (bounds ``student_layers``).
     groups : list of list of int or None
         Explicit groups; None: K groups found by clustering.
@@ -116,10 +116,10 @@ def check_models(teacher, student, groups, num_groups, student_layers, auxiliary
     -------
     >>> import tempfile
     >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder
     >>> from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
     >>> path = save_tiny_model(tempfile.mkdtemp())
-    >>> teacher, student = FrozenSSLTeacher(path), PrunableSSLStudent.from_hf(path)
+    >>> teacher, student = FrozenSSLTeacher(path), PrunableSSLEncoder.from_hf(path)
     >>> check_models(teacher, student, None, 6, None, None)
     Traceback (most recent call last):
       ...
@@ -269,7 +269,7 @@ def save_student_folder(folder, student, heads, extra_modules, save_student):
     ---------
     folder : str or os.PathLike
         Destination.
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The student.
     heads : torch.nn.Module
         Prediction heads / projections.
@@ -282,8 +282,8 @@ def save_student_folder(folder, student, heads, extra_modules, save_student):
     -------
     >>> import tempfile, os
     >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
-    >>> student = PrunableSSLStudent.from_hf(save_tiny_model(tempfile.mkdtemp()))
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
+    >>> student = PrunableSSLEncoder.from_hf(save_tiny_model(tempfile.mkdtemp()))
     >>> folder = tempfile.mkdtemp()
     >>> save_student_folder(folder, student, torch.nn.Linear(2, 2), {}, save_student)
     >>> "heads.ckpt" in os.listdir(folder)
@@ -309,7 +309,7 @@ def load_student_folder(folder, heads, extra_modules, load_student):
 
     Returns
     -------
-    PrunableSSLStudent
+    PrunableSSLEncoder
     """
     folder = Path(folder)
     student = load_student(folder)

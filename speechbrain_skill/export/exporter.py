@@ -105,7 +105,7 @@ def export_student(
         Any of ``speechbrain``, ``hf``, ``hf_stock``, ``onnx``.
     check : bool
         Load each export back and measure its difference to the student.
-    student : PrunableSSLStudent, optional
+    student : PrunableSSLEncoder, optional
         The student saved in ``source``, in memory; None: loaded from it.
     report : dict, optional
         Its ``report.json`` content, in memory; None: read from ``source``.
@@ -118,9 +118,9 @@ def export_student(
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    >>> folder = save_student(PrunableSSLStudent(config), tempfile.mkdtemp())
+    >>> folder = save_student(PrunableSSLEncoder(config), tempfile.mkdtemp())
     >>> summary = export_student(folder, formats=["hf", "hf_stock"])
     >>> sorted(summary["folders"]), max(summary["parity"].values()) < 1e-5
     (['hf', 'hf_stock', 'student'], True)

@@ -23,7 +23,7 @@ class StudentConfigError(ValueError):
 
 @dataclass
 class StudentConfig:
-    """Architecture and pruning set-up of a :class:`PrunableSSLStudent`.
+    """Architecture and pruning set-up of a :class:`PrunableSSLEncoder`.
 
     Arguments
     ---------
