@@ -55,9 +55,10 @@ from speechbrain_skill.distillation.brains import PruningDistillationBrain
 from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.hf_ssl import random_ssl_model, tiny_config
+from speechbrain_skill.lobes.hf_ssl import random_ssl_model
 from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+from speechbrain_skill.lobes.tiny_models import tiny_config
 
 SAMPLE_RATE = 16000
 EPS = 1e-6  # the hard-concrete noise bound of both implementations

@@ -15,8 +15,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from speechbrain_skill.changes import describe_changes
 from speechbrain_skill.data.audio import BadAudioError, inspect_audio, reason_kind
-from speechbrain_skill.training.stage_records import describe_changes
 
 logger = logging.getLogger(__name__)
 OPTIONS_FILE = "prepare_options.json"

@@ -115,7 +115,7 @@ def check_models(teacher, student, groups, num_groups, student_layers, auxiliary
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder
     >>> from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
     >>> path = save_tiny_model(tempfile.mkdtemp())
@@ -281,7 +281,7 @@ def save_student_folder(folder, student, heads, extra_modules, save_student):
     Example
     -------
     >>> import tempfile, os
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
     >>> student = PrunableSSLEncoder.from_hf(save_tiny_model(tempfile.mkdtemp()))
     >>> folder = tempfile.mkdtemp()

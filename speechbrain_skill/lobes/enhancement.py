@@ -43,7 +43,7 @@ def enhancement_input_dim(teacher, features="conv"):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> source = save_tiny_model(tempfile.mkdtemp(), "hubert")
     >>> enhancement_input_dim(source), enhancement_input_dim(source, "projection")
     (16, 32)

@@ -49,7 +49,7 @@ class FrozenSSLTeacher(torch.nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> teacher = FrozenSSLTeacher(save_tiny_model(tempfile.mkdtemp()))
     >>> hidden, frame_lens = teacher(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
     >>> hidden.shape, frame_lens.tolist()
@@ -147,7 +147,7 @@ class FrozenSSLTeacher(torch.nn.Module):
         Example
         -------
         >>> import tempfile
-        >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+        >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
         >>> teacher = FrozenSSLTeacher(save_tiny_model(tempfile.mkdtemp()))
         >>> feats, lens = teacher.extract_features(torch.randn(1, 8000), layers=[2])
         >>> len(feats), feats[0].shape, lens.tolist()

@@ -113,7 +113,7 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> path = save_tiny_model(tempfile.mkdtemp(), "hubert")
     >>> load_upstream_model(path)[1], load_upstream_model("random:" + path)[1]
     ('hf:hubert', 'random-hf:hubert')
@@ -279,7 +279,7 @@ class SSLUpstream(torch.nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> upstream = SSLUpstream(save_tiny_model(tempfile.mkdtemp(), "wavlm"))
     >>> feats, lens = upstream(torch.randn(2, 16000), torch.tensor([1.0, 0.5]),
     ...                        return_lengths=True)

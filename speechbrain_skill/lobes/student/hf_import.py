@@ -121,7 +121,7 @@ def import_hf_weights(student, hf_model):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.hf_ssl import tiny_config
+    >>> from speechbrain_skill.lobes.tiny_models import tiny_config
     >>> from speechbrain_skill.lobes.student.model import PrunableSSLEncoder
     >>> from transformers import HubertModel
     >>> hf_model = HubertModel(tiny_config("hubert"))
@@ -211,7 +211,7 @@ def student_from_hf(
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.hf_ssl import tiny_config
+    >>> from speechbrain_skill.lobes.tiny_models import tiny_config
     >>> from speechbrain_skill.lobes.student.model import PrunableSSLEncoder
     >>> from transformers import Wav2Vec2Model
     >>> hf_model = Wav2Vec2Model(tiny_config("wav2vec2"))

@@ -139,7 +139,7 @@ class PrunableSSLEncoder(torch.nn.Module):
         Example
         -------
         >>> import tempfile
-        >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+        >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
         >>> path = save_tiny_model(tempfile.mkdtemp(), "hubert")
         >>> student = PrunableSSLEncoder.from_hf(path, prune_heads=True, num_layers=2)
         >>> student.config.num_layers, len(student.gate_parameters())
