@@ -23,7 +23,7 @@ from speechbrain_skill.data.manifests import count_exclusions
 from speechbrain_skill.distillation.lagrangian import validate_target_sparsity
 from speechbrain_skill.distillation.targets import default_student_layers
 from speechbrain_skill.layer_groups.clustering import validate_k
-from speechbrain_skill.layer_groups.groups_file import load_groups, validate_groups
+from speechbrain_skill.layer_groups.groups_file import validate_groups
 from speechbrain_skill.training.batch_skipping import count_skipped
 from speechbrain_skill.training.checks import (
     ConfigurationError,
@@ -259,7 +259,7 @@ def find_layer_groups(
         **measure_options,
     )
     print(result.summary())
-    return load_groups(Path(folder) / "groups.json", teacher.num_hidden_states)
+    return result.groups
 
 
 def save_student_folder(folder, student, heads, extra_modules, save_student):
