@@ -152,6 +152,7 @@ def test_changed_prune_weight_decay_reruns_prune_and_later_stages(
         "--prune_steps=6",
         "--sparsity_warmup_steps=3",
         "--final_steps=2",
+        "--log_interval=1",
         "--noprogressbar",
     ]
     env = dict(os.environ, PY=sys.executable, THREADS="1")
