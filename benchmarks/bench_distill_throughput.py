@@ -45,7 +45,7 @@ from speechbrain_skill.distillation.brains import PruningDistillationBrain
 from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.student import PrunableSSLStudent, num_params
+from speechbrain_skill.lobes.student import PrunableSSLEncoder, num_params
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 LAYERS = [0, 4, 8, 12]
@@ -111,7 +111,7 @@ class OurStep:
     ):
         from speechbrain.nnet.schedulers import LinearWarmupScheduler
 
-        student = PrunableSSLStudent.from_hf(
+        student = PrunableSSLEncoder.from_hf(
             hf_model, prune_conv=True, prune_heads=True, prune_ffn_units=True
         )
         if keep_fraction is not None:

@@ -33,7 +33,7 @@ from bench_student_inference import solve_ffn_width
 from speechbrain_skill.data.audio import read_audio
 from speechbrain_skill.export.onnx import OnnxStudent, export_onnx, onnx_session
 from speechbrain_skill.lobes.student import (
-    PrunableSSLStudent,
+    PrunableSSLEncoder,
     num_params,
     student_config_from_hf,
 )
@@ -53,12 +53,12 @@ def build_models():
     from transformers import HubertConfig, WavLMConfig
 
     torch.manual_seed(0)
-    teacher = PrunableSSLStudent(
+    teacher = PrunableSSLEncoder(
         student_config_from_hf(WavLMConfig(layerdrop=0.0))
     ).eval()
     _, _, masks = solve_ffn_width(teacher, 256, 5, 0.75)
     pruned = teacher.prune(masks).eval()
-    distil = PrunableSSLStudent(
+    distil = PrunableSSLEncoder(
         student_config_from_hf(HubertConfig(layerdrop=0.0), num_layers=2)
     ).eval()
     return {

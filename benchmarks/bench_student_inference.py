@@ -3,7 +3,7 @@
 Models (random weights: only shapes matter for timing):
 
 - teacher: Hugging Face ``WavLMModel`` with WavLM Base+ shapes, all hidden states;
-- student-unpruned: our ``PrunableSSLStudent`` imported from that teacher;
+- student-unpruned: our ``PrunableSSLEncoder`` imported from that teacher;
 - student-0.75: the same, materialised at ~0.75 sparsity (conv channels
   halved, 5 of 12 heads per layer, FFN width solved for the target);
 - distilhubert-shape: our student with HuBERT Base shapes and 2 layers.
@@ -28,7 +28,7 @@ import time
 import torch
 
 from speechbrain_skill.lobes.student import (
-    PrunableSSLStudent,
+    PrunableSSLEncoder,
     leading_unit_masks,
     num_params,
     student_config_from_hf,
@@ -71,13 +71,13 @@ def build_models(args):
 
     torch.manual_seed(0)
     teacher = WavLMModel(WavLMConfig(layerdrop=0.0)).eval()
-    unpruned = PrunableSSLStudent.from_hf(teacher)
+    unpruned = PrunableSSLEncoder.from_hf(teacher)
     width, count, masks = solve_ffn_width(
         unpruned, args.conv_channels, args.heads, args.target_sparsity
     )
     pruned = unpruned.prune(masks)
     assert num_params(pruned) == count
-    distil = PrunableSSLStudent(
+    distil = PrunableSSLEncoder(
         student_config_from_hf(HubertConfig(layerdrop=0.0), num_layers=2)
     ).eval()
 

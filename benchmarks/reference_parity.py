@@ -55,9 +55,10 @@ from speechbrain_skill.distillation.brains import PruningDistillationBrain
 from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.hf_ssl import random_ssl_model, tiny_config
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.hf_ssl import random_ssl_model
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+from speechbrain_skill.lobes.tiny_models import tiny_config
 
 SAMPLE_RATE = 16000
 EPS = 1e-6  # the hard-concrete noise bound of both implementations
@@ -318,7 +319,7 @@ def build(args, reference_model, lightning):
     from speechbrain.nnet.schedulers import LinearWarmupScheduler
 
     teacher = FrozenSSLTeacher(hf_teacher, normalize_waveform=False)
-    student = PrunableSSLStudent.from_hf(
+    student = PrunableSSLEncoder.from_hf(
         hf_teacher, prune_conv=True, prune_heads=True, prune_ffn_units=True
     ).train()
     heads = LayerProjections(layers, dim, sharing=sharing)

@@ -51,7 +51,7 @@ def manifests(builtin_corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_wavlm(tmp_path_factory):
     """A tiny random WavLM saved with save_pretrained."""
-    from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    from speechbrain_skill.lobes.tiny_models import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny_wavlm"), "wavlm", seed=0)
 
@@ -59,7 +59,7 @@ def tiny_wavlm(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_hubert(tmp_path_factory):
     """A tiny random HuBERT saved with save_pretrained."""
-    from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    from speechbrain_skill.lobes.tiny_models import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny_hubert"), "hubert", seed=0)
 

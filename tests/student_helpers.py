@@ -8,8 +8,9 @@ from speechbrain_skill.lobes.frames import (
     normalize_waveforms,
     relative_to_absolute,
 )
-from speechbrain_skill.lobes.hf_ssl import _model_classes, tiny_config
+from speechbrain_skill.lobes.hf_ssl import _model_classes
 from speechbrain_skill.lobes.student import StudentConfig
+from speechbrain_skill.lobes.tiny_models import tiny_config
 
 
 def tiny_student_config(model_type="wavlm", **fields):

@@ -10,7 +10,7 @@ import logging
 import torch
 from student_helpers import tiny_student_config
 
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.training.compile import compile_forward, is_compiled
 
 
@@ -20,7 +20,7 @@ def _student():
         prune_ffn_units=True,
     )
     torch.manual_seed(0)
-    return PrunableSSLStudent(config).eval()
+    return PrunableSSLEncoder(config).eval()
 
 
 def test_compiled_student_matches_eager_and_keeps_parameter_names():

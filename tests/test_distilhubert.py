@@ -14,7 +14,7 @@ from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.export.hf_stock import save_hf_stock, stock_export_problems
 from speechbrain_skill.lobes.heads import PredictionHeads
 from speechbrain_skill.lobes.student import (
-    PrunableSSLStudent,
+    PrunableSSLEncoder,
     load_student,
     num_params,
     student_config_from_hf,
@@ -24,12 +24,12 @@ from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 def test_base_shape_student_has_23_49m_parameters():
     config = student_config_from_hf(HubertConfig(), num_layers=2)
-    assert num_params(PrunableSSLStudent(config)) == 23_492_224  # 23.49M
+    assert num_params(PrunableSSLEncoder(config)) == 23_492_224  # 23.49M
     heads = PredictionHeads([2, 2, 2], 768)
     assert num_params(heads) == 3 * 2 * (768 * 768 + 768)
     # WavLM adds its relative-position table (320 x 12) and bias gates (532 per layer).
     config = student_config_from_hf(WavLMConfig(), num_layers=2)
-    assert num_params(PrunableSSLStudent(config)) == 23_492_224 + 3840 + 2 * 532
+    assert num_params(PrunableSSLEncoder(config)) == 23_492_224 + 3840 + 2 * 532
 
 
 @pytest.mark.parametrize("yaml", ["distilhubert.yaml", "distilhubert_wavlm.yaml"])
@@ -56,7 +56,7 @@ def test_recipe_yaml_builds_a_two_layer_student_with_three_heads(
 def test_loss_decreases_on_a_fixed_batch(tiny_hubert):
     torch.manual_seed(0)
     teacher = FrozenSSLTeacher(tiny_hubert)
-    student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
+    student = PrunableSSLEncoder.from_hf(tiny_hubert, num_layers=2).train()
     hparams = {
         "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
         "log_interval": 10**6,
@@ -140,7 +140,7 @@ def test_recipe_exports_give_the_same_hidden_states(distilhubert_run):
 
 
 def test_wavlm_student_exports_to_hf_with_the_same_hidden_states(tiny_wavlm, tmp_path):
-    student = PrunableSSLStudent.from_hf(tiny_wavlm, num_layers=2)
+    student = PrunableSSLEncoder.from_hf(tiny_wavlm, num_layers=2)
     assert stock_export_problems(student) == []
     hf_model = AutoModel.from_pretrained(save_hf_stock(student, tmp_path)).eval()
     assert type(hf_model).__name__ == "WavLMModel"
@@ -152,7 +152,7 @@ def test_wavlm_student_exports_to_hf_with_the_same_hidden_states(tiny_wavlm, tmp
 
 
 def test_gated_student_is_not_exported_to_hf(tiny_wavlm):
-    student = PrunableSSLStudent.from_hf(tiny_wavlm, prune_heads=True)
+    student = PrunableSSLEncoder.from_hf(tiny_wavlm, prune_heads=True)
     assert any("gates" in problem for problem in stock_export_problems(student))
     with pytest.raises(ValueError, match="gates"):
         save_hf_stock(student, "unused")
@@ -161,7 +161,7 @@ def test_gated_student_is_not_exported_to_hf(tiny_wavlm):
 def test_empty_batch_is_skipped_alone_and_a_zero_loss_step_under_ddp(tiny_hubert):
     from speechbrain_skill.data.dataio import SkippedBatch
 
-    student = PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train()
+    student = PrunableSSLEncoder.from_hf(tiny_hubert, num_layers=2).train()
     hparams = {
         "distill_loss": DistillationLoss(cos_type="neg_log_sigmoid"),
         "log_interval": 10**6,
@@ -228,7 +228,7 @@ def test_feature_grad_scale_scales_only_the_cnn_gradient(tiny_hubert):
     wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
     grads = {}
     for scale in (1.0, 0.1):
-        student = PrunableSSLStudent.from_hf(
+        student = PrunableSSLEncoder.from_hf(
             tiny_hubert, num_layers=2, feature_grad_scale=scale
         ).train()
         hidden, _ = student(wavs)

@@ -10,10 +10,10 @@ from speechbrain_skill.downstream.compare import main
 
 @pytest.mark.slow
 def test_compare_kws_on_three_upstreams(builtin_corpus, tiny_wavlm, tmp_path):
-    from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+    from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
 
     student = save_student(
-        PrunableSSLStudent.from_hf(tiny_wavlm, num_layers=2), tmp_path / "student"
+        PrunableSSLEncoder.from_hf(tiny_wavlm, num_layers=2), tmp_path / "student"
     )
     out = tmp_path / "compare"
     code = main(

@@ -8,7 +8,7 @@ import torch
 from recipe_runner import recipe_args, run_recipe
 
 from speechbrain_skill.data.manifests import write_manifest
-from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
 from speechbrain_skill.lobes.upstream import SSLUpstream
 
 YAML = "recipes/SpeechCommands/KWS/hparams/kws_mean_pool.yaml"
@@ -53,7 +53,7 @@ def test_one_step_moves_only_what_is_unfrozen(source_kind, tiny_wavlm, tmp_path)
     source = tiny_wavlm
     if source_kind == "student":
         source = tmp_path / "student"
-        save_student(PrunableSSLStudent.from_hf(tiny_wavlm, prune_heads=True), source)
+        save_student(PrunableSSLEncoder.from_hf(tiny_wavlm, prune_heads=True), source)
     wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
     changed = {}
     for freeze, freeze_cnn in ((True, False), (False, True), (False, False)):
@@ -78,7 +78,7 @@ def test_one_step_moves_only_what_is_unfrozen(source_kind, tiny_wavlm, tmp_path)
 def test_upstream_trains_only_when_unfrozen_and_cnn_stays_when_asked(
     tones, tiny_wavlm, tmp_path
 ):
-    initial = PrunableSSLStudent.from_hf(tiny_wavlm).state_dict()
+    initial = PrunableSSLEncoder.from_hf(tiny_wavlm).state_dict()
     cnn = {name for name in initial if name.startswith("feature_extractor.")}
     rest = set(initial) - cnn
 
@@ -123,7 +123,7 @@ def test_finetuning_under_ddp(tones, tiny_wavlm, tmp_path):
     )
     launcher = ["--nproc_per_node=2", "--master_port=29541"]
     run_recipe(YAML, [*args, "--distributed_backend=gloo"], launcher=launcher)
-    initial = PrunableSSLStudent.from_hf(tiny_wavlm).state_dict()
+    initial = PrunableSSLEncoder.from_hf(tiny_wavlm).state_dict()
     checkpoint = sorted((tmp_path / "save").glob("CKPT+*"))[-1]
     changed = _changed(initial, checkpoint / "upstream_model.ckpt")
     assert changed and not any(n.startswith("feature_extractor.") for n in changed)

@@ -23,7 +23,7 @@ from speechbrain_skill.export.hf_stock import save_hf_stock, stock_export_proble
 from speechbrain_skill.export.onnx import export_onnx, onnx_session, run_onnx
 from speechbrain_skill.lobes.frames import relative_to_absolute
 from speechbrain_skill.lobes.hf_ssl import TeacherLoadError
-from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
 from speechbrain_skill.lobes.upstream import load_upstream_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,8 +54,8 @@ def make_student(kind, soft_last_conv=False):
     model_type = kind.split("_")[-1] if kind != "distilhubert" else "hubert"
     hf_model = random_hf_model(model_type, seed=3)
     if kind == "distilhubert":
-        return PrunableSSLStudent.from_hf(hf_model, num_layers=2)
-    student = PrunableSSLStudent.from_hf(hf_model)
+        return PrunableSSLEncoder.from_hf(hf_model, num_layers=2)
+    student = PrunableSSLEncoder.from_hf(hf_model)
     with torch.no_grad():  # non-trivial norms, so a misplaced weight shows
         for name, param in student.named_parameters():
             if "norm" in name:
@@ -364,9 +364,9 @@ def test_macs_count_projections_and_attention_products_of_each_head():
     from speechbrain_skill.lobes.student import StudentConfig
 
     config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    full = macs_per_second(PrunableSSLStudent(config))
+    full = macs_per_second(PrunableSSLEncoder(config))
     one_head_less = macs_per_second(
-        PrunableSSLStudent(config.with_updates(attention_heads=[[0, 1, 3]]))
+        PrunableSSLEncoder(config.with_updates(attention_heads=[[0, 1, 3]]))
     )
     frames, hidden, head_dim = 49, 32, 8  # 1 s of audio -> 49 frames
     projections = 4 * frames * hidden * head_dim  # q, k, v rows; output columns

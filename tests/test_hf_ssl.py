@@ -6,10 +6,10 @@ import torch
 from speechbrain_skill.lobes.hf_ssl import (
     TeacherLoadError,
     load_hf_ssl_model,
-    save_tiny_model,
     waveform_normalization,
 )
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+from speechbrain_skill.lobes.tiny_models import save_tiny_model
 
 
 @pytest.mark.parametrize("model_type", ["wavlm", "hubert", "wav2vec2"])

@@ -9,7 +9,7 @@ import torch
 
 from speechbrain_skill.layer_groups.similarity import compute_layer_similarity
 from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 
@@ -27,7 +27,7 @@ def test_both_conventions_for_teacher_and_student(source):
     hf = load_hf_ssl_model(source)
     wavs, wav_lens = padded_batch()
     teacher = FrozenSSLTeacher(source)
-    student = PrunableSSLStudent.from_hf(source).eval()
+    student = PrunableSSLEncoder.from_hf(source).eval()
     with torch.no_grad():
         features = hf.feature_extractor(wavs).transpose(1, 2)
         projected = hf.feature_projection(features)

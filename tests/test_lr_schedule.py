@@ -20,7 +20,7 @@ from speechbrain_skill.distillation.brains import (
 from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 from speechbrain_skill.pretraining.brain import HuBERTPretrainBrain
 from speechbrain_skill.pretraining.collate import LabelledCropCollate
@@ -73,7 +73,7 @@ def pruning_brain(tiny_hubert, **extra):
     )
     modules = {
         "teacher": FrozenSSLTeacher(tiny_hubert),
-        "student": PrunableSSLStudent.from_hf(
+        "student": PrunableSSLEncoder.from_hf(
             tiny_hubert, prune_heads=True, prune_ffn_units=True
         ).train(),
         "heads": LayerProjections([0, 2, 4], 32),
@@ -128,7 +128,7 @@ def test_final_distillation_first_step_uses_the_warmup_lr(tiny_hubert):
     )
     modules = {
         "teacher": FrozenSSLTeacher(tiny_hubert),
-        "student": PrunableSSLStudent.from_hf(tiny_hubert, num_layers=2).train(),
+        "student": PrunableSSLEncoder.from_hf(tiny_hubert, num_layers=2).train(),
         "heads": LayerProjections([2, 2], 32),
     }
     brain = DistillationBrain(

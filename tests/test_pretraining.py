@@ -13,12 +13,9 @@ from transformers import WavLMModel
 from speechbrain_skill.data.audio import BadAudioError
 from speechbrain_skill.data.dataio import make_audio_dataloader
 from speechbrain_skill.lobes.frames import conv_output_lengths
-from speechbrain_skill.lobes.hf_ssl import (
-    BUILTIN_DIR,
-    load_hf_ssl_model,
-    save_tiny_model,
-)
+from speechbrain_skill.lobes.hf_ssl import BUILTIN_DIR, load_hf_ssl_model
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+from speechbrain_skill.lobes.tiny_models import save_tiny_model
 from speechbrain_skill.pretraining.collate import LabelledCropCollate
 from speechbrain_skill.pretraining.export import export_pretrained
 from speechbrain_skill.pretraining.features import (

@@ -97,10 +97,10 @@ def test_command_line_needs_a_task(tmp_path):
 def test_pruned_student_folder_is_probed_like_the_upstream_lobe(tiny_wavlm, tmp_path):
     """The probe loads a pruned student folder as the downstream lobe does."""
     from speechbrain_skill.downstream.probing import ModelPooler
-    from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+    from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
     from speechbrain_skill.lobes.upstream import SSLUpstream
 
-    student = PrunableSSLStudent.from_hf(tiny_wavlm, prune_heads=True)
+    student = PrunableSSLEncoder.from_hf(tiny_wavlm, prune_heads=True)
     masks = student.current_masks()
     masks["heads"] = [torch.tensor([1.0, 0.0, 1.0, 1.0])] * len(masks["heads"])
     save_student(student.eval().prune(masks), tmp_path / "pruned")

@@ -21,7 +21,7 @@ from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss, EnhancementLoss
 from speechbrain_skill.lobes.enhancement import EnhancementHead
 from speechbrain_skill.lobes.heads import LayerProjections, PredictionHeads
-from speechbrain_skill.lobes.student import PrunableSSLStudent, load_student
+from speechbrain_skill.lobes.student import PrunableSSLEncoder, load_student
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 LENGTHS = torch.tensor([1.0, 0.6, 0.3])
@@ -159,7 +159,7 @@ def test_enhancement_head_output_matches_the_clean_stft():
 
 
 def test_enhancement_loss_reaches_the_student_cnn_without_an_extra_pass(tiny_wavlm):
-    student = PrunableSSLStudent.from_hf(tiny_wavlm, num_layers=2).train()
+    student = PrunableSSLEncoder.from_hf(tiny_wavlm, num_layers=2).train()
     calls = []
     student.register_forward_hook(lambda *args: calls.append(1))
     modules = type("Modules", (), {})()
@@ -255,7 +255,7 @@ def test_robustdistiller_loss_decreases_on_a_fixed_batch(tiny_wavlm):
     )
     modules = {
         "teacher": FrozenSSLTeacher(tiny_wavlm),
-        "student": PrunableSSLStudent.from_hf(tiny_wavlm, num_layers=2).train(),
+        "student": PrunableSSLEncoder.from_hf(tiny_wavlm, num_layers=2).train(),
         "heads": PredictionHeads([2, 2, 2], 32),
         "enhancement": EnhancementHead(16, hidden_size=32, num_layers=2),
     }
@@ -277,7 +277,7 @@ def test_robust_skill_loss_decreases_on_a_fixed_batch(tiny_wavlm):
             params, lr=0.02, maximize=True
         ),
     )
-    student = PrunableSSLStudent.from_hf(
+    student = PrunableSSLEncoder.from_hf(
         tiny_wavlm, prune_conv=True, prune_heads=True, prune_ffn_units=True
     ).train()
     modules = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 from student_helpers import PRE_LN, padded_batch, tiny_student_config
 
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.lobes.student import active_units as active_units_module
 
 
@@ -21,7 +21,7 @@ def _student(model_type="wavlm", **fields):
         **fields,
     )
     torch.manual_seed(0)
-    student = PrunableSSLStudent(config)
+    student = PrunableSSLEncoder(config)
     # Half of every gate's units strongly off, the rest spread out: samples
     # hold exact zeros, exact ones and soft values.
     generator = torch.Generator().manual_seed(1)

@@ -5,7 +5,7 @@ import math
 import torch
 from student_helpers import tiny_student_config
 
-from speechbrain_skill.lobes.student import HardConcreteGate, PrunableSSLStudent
+from speechbrain_skill.lobes.student import HardConcreteGate, PrunableSSLEncoder
 
 LOG_ALPHAS = torch.tensor([-3.0, -1.0, 0.0, 0.5, 2.0, 4.6])
 
@@ -107,7 +107,7 @@ def test_student_gate_init_and_groups():
         prune_ffn_units=True,
         prune_ffn_layer=True,
     )
-    student = PrunableSSLStudent(config)
+    student = PrunableSSLEncoder(config)
     gates = student.named_gates()
     # 7 conv + per layer: heads, attention block, ffn units, ffn block.
     assert len(gates) == 7 + 2 * 4
@@ -129,7 +129,7 @@ def test_all_parameters_get_gradients_in_training():
         prune_ffn_layer=True,
     )
     torch.manual_seed(0)
-    student = PrunableSSLStudent(config).train()
+    student = PrunableSSLEncoder(config).train()
     hidden, _ = student(torch.randn(2, 8000), torch.tensor([1.0, 0.7]))
     loss = hidden.pow(2).mean() + student.expected_sparsity().float()
     loss.backward()

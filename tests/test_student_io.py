@@ -10,7 +10,7 @@ import torch
 from student_helpers import padded_batch, random_hf_model
 
 from speechbrain_skill.lobes.student import (
-    PrunableSSLStudent,
+    PrunableSSLEncoder,
     load_student,
     num_params,
     save_student,
@@ -24,7 +24,7 @@ def outputs(model, wavs, wav_lens):
 
 @pytest.fixture(scope="module")
 def pruned_student():
-    student = PrunableSSLStudent.from_hf(
+    student = PrunableSSLEncoder.from_hf(
         random_hf_model("wavlm"),
         prune_conv=True,
         prune_heads=True,
@@ -55,7 +55,7 @@ def test_round_trip_of_a_pruned_student(pruned_student, tmp_path):
 
 
 def test_round_trip_of_a_gated_student_keeps_gates(tmp_path):
-    student = PrunableSSLStudent.from_hf(
+    student = PrunableSSLEncoder.from_hf(
         random_hf_model("hubert"), prune_heads=True, prune_ffn_units=True
     ).eval()
     with torch.no_grad():

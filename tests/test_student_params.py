@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from speechbrain_skill.lobes.student import (
-    PrunableSSLStudent,
+    PrunableSSLEncoder,
     StudentConfig,
     count_params,
     leading_unit_masks,
@@ -54,7 +54,7 @@ def random_pruned_config(seed, model_type, pre_ln):
 def test_formula_counts_every_tensor_of_arbitrary_configs(model_type, pre_ln):
     for seed in range(6):
         config = random_pruned_config(seed, model_type, pre_ln)
-        model = PrunableSSLStudent(config)
+        model = PrunableSSLEncoder(config)
         assert count_params(config) == num_params(model), config
         # The odd shapes (no heads, no FFN units, absent blocks) still run.
         hidden, _ = model(torch.randn(1, 4000), torch.tensor([0.8]))
@@ -77,7 +77,7 @@ def set_deterministic_gates(student, seed):
 def test_expected_count_equals_exact_count_for_deterministic_gates(model_type, pre_ln):
     config = tiny(model_type, do_stable_layer_norm=pre_ln, **ALL_GATES)
     for seed in range(4):
-        student = PrunableSSLStudent(config).eval()
+        student = PrunableSSLEncoder(config).eval()
         set_deterministic_gates(student, seed)
         expected = student.expected_num_params().item()
         exact = student.num_params_for_masks()
@@ -88,14 +88,14 @@ def test_expected_count_equals_exact_count_for_deterministic_gates(model_type, p
 
 
 def test_expected_count_is_differentiable_in_every_gate():
-    student = PrunableSSLStudent(tiny(**ALL_GATES))
+    student = PrunableSSLEncoder(tiny(**ALL_GATES))
     student.expected_sparsity().backward()
     for param in student.gate_parameters():
         assert param.grad is not None and (param.grad != 0).any()
 
 
 def test_expected_count_between_zero_and_unpruned():
-    student = PrunableSSLStudent(tiny(**ALL_GATES))
+    student = PrunableSSLEncoder(tiny(**ALL_GATES))
     unpruned = student.config.unpruned_num_params
     assert unpruned == num_params(student)
     assert 0 < student.expected_num_params().item() < unpruned
@@ -106,7 +106,7 @@ def base_plus_student():
 
     config = student_config_from_hf(WavLMConfig(), prune_conv=True, prune_heads=True)
     with torch.device("meta"):
-        return PrunableSSLStudent(config)
+        return PrunableSSLEncoder(config)
 
 
 def test_base_plus_unpruned_count_matches_hugging_face():

@@ -5,7 +5,7 @@ import torch
 from student_helpers import PRE_LN, hf_hidden_states, padded_batch, random_hf_model
 
 from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 
 TOLERANCE = 1e-4
 
@@ -18,7 +18,7 @@ def test_unpruned_student_matches_hf_hidden_states(model_type, layer_norm):
         # Small bucket range so that 49 frames reach the log-spaced buckets.
         overrides = dict(overrides, num_buckets=32, max_bucket_distance=64)
     hf_model = random_hf_model(model_type, **overrides)
-    student = PrunableSSLStudent.from_hf(hf_model)
+    student = PrunableSSLEncoder.from_hf(hf_model)
     wavs, wav_lens = padded_batch()
     expected, expected_lens = hf_hidden_states(hf_model, wavs, wav_lens)
     with torch.no_grad():
@@ -30,7 +30,7 @@ def test_unpruned_student_matches_hf_hidden_states(model_type, layer_norm):
 
 def test_wavlm_default_buckets_long_input(tiny_wavlm):
     """Real bucket settings (320 / 800) on 249 frames, loaded from a saved folder."""
-    student = PrunableSSLStudent.from_hf(tiny_wavlm)
+    student = PrunableSSLEncoder.from_hf(tiny_wavlm)
     assert student.config.num_buckets == 320
     wavs, _ = padded_batch(80000)
     wav_lens = torch.tensor([1.0, 0.4, 0.77])
@@ -41,7 +41,7 @@ def test_wavlm_default_buckets_long_input(tiny_wavlm):
 
 
 def test_no_lengths_means_no_padding(tiny_hubert):
-    student = PrunableSSLStudent.from_hf(tiny_hubert)
+    student = PrunableSSLEncoder.from_hf(tiny_hubert)
     wavs, _ = padded_batch()
     with torch.no_grad():
         full, lens = student(wavs, torch.ones(3))
@@ -52,7 +52,7 @@ def test_no_lengths_means_no_padding(tiny_hubert):
 
 def test_first_layers_only_match_teacher_prefix():
     hf_model = random_hf_model("hubert")
-    student = PrunableSSLStudent.from_hf(hf_model, num_layers=2)
+    student = PrunableSSLEncoder.from_hf(hf_model, num_layers=2)
     wavs, wav_lens = padded_batch()
     expected, _ = hf_hidden_states(hf_model, wavs, wav_lens)
     with torch.no_grad():
@@ -63,7 +63,7 @@ def test_first_layers_only_match_teacher_prefix():
 
 def test_waveform_normalisation_matches_teacher():
     hf_model = random_hf_model("wav2vec2")
-    student = PrunableSSLStudent.from_hf(hf_model, normalize_waveform=True)
+    student = PrunableSSLEncoder.from_hf(hf_model, normalize_waveform=True)
     wavs, wav_lens = padded_batch()
     wavs = 0.1 * wavs + 0.3
     expected, _ = hf_hidden_states(hf_model, wavs, wav_lens, normalize_waveform=True)
@@ -74,11 +74,11 @@ def test_waveform_normalisation_matches_teacher():
 
 
 def test_normalisation_default_read_from_source(tiny_wavlm):
-    assert PrunableSSLStudent.from_hf(tiny_wavlm).config.normalize_waveform is False
+    assert PrunableSSLEncoder.from_hf(tiny_wavlm).config.normalize_waveform is False
 
 
 def test_extract_features_selects_hidden_states(tiny_wavlm):
-    student = PrunableSSLStudent.from_hf(tiny_wavlm)
+    student = PrunableSSLEncoder.from_hf(tiny_wavlm)
     wavs, wav_lens = padded_batch()
     with torch.no_grad():
         hidden, lens = student(wavs, wav_lens)
@@ -94,4 +94,4 @@ def test_extract_features_selects_hidden_states(tiny_wavlm):
 def test_unsupported_hf_option_is_refused():
     hf_model = random_hf_model("hubert", conv_pos_batch_norm=True)
     with pytest.raises(ValueError, match="conv_pos_batch_norm"):
-        PrunableSSLStudent.from_hf(hf_model)
+        PrunableSSLEncoder.from_hf(hf_model)

@@ -28,13 +28,13 @@ def _batch():
 @pytest.fixture(scope="module")
 def student_dirs(tiny_wavlm, tiny_hubert, tmp_path_factory):
     """Our student format holding exactly the tiny HF models' weights."""
-    from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
+    from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
 
     root = tmp_path_factory.mktemp("students")
     return {
-        "wavlm": save_student(PrunableSSLStudent.from_hf(tiny_wavlm), root / "wavlm"),
+        "wavlm": save_student(PrunableSSLEncoder.from_hf(tiny_wavlm), root / "wavlm"),
         "hubert": save_student(
-            PrunableSSLStudent.from_hf(tiny_hubert), root / "hubert"
+            PrunableSSLEncoder.from_hf(tiny_hubert), root / "hubert"
         ),
     }
 
@@ -108,13 +108,13 @@ def test_student_export_gives_the_same_features_as_the_hf_model(
 def test_student_and_its_hf_export_give_the_same_features(tmp_path):
     from speechbrain_skill.export.hf_stock import save_hf_stock
     from speechbrain_skill.lobes.student import (
-        PrunableSSLStudent,
+        PrunableSSLEncoder,
         save_student,
     )
 
     torch.manual_seed(3)
     config = tiny_student_config()
-    student = PrunableSSLStudent(config)
+    student = PrunableSSLEncoder(config)
     student_dir = save_student(student, tmp_path / "student")
     hf_dir = save_hf_stock(student, tmp_path / "hf")
     wavs, wav_lens = _batch()

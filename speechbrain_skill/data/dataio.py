@@ -166,6 +166,7 @@ def make_audio_pipeline(
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav):
+        """Read one file; a bad file is returned as its error (the collate skips it)."""
         try:
             audio = read_audio(wav, sample_rate=sample_rate)
         except BadAudioError as err:

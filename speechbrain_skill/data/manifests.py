@@ -15,8 +15,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from speechbrain_skill.changes import describe_changes
 from speechbrain_skill.data.audio import BadAudioError, inspect_audio, reason_kind
-from speechbrain_skill.training.stage_records import describe_changes
 
 logger = logging.getLogger(__name__)
 OPTIONS_FILE = "prepare_options.json"
@@ -99,6 +99,7 @@ def audio_durations(paths, num_workers=8):
     """
 
     def check(path):
+        """The file's audio info, or None and the reason it is excluded."""
         try:
             return inspect_audio(str(path)), None
         except BadAudioError as err:

@@ -17,7 +17,7 @@ False`` keeps gates and multipliers at a constant ``reg_lr`` instead. One
 gradient-norm clip covers all optimizers' groups together.
 
 Modules expected in ``modules``: ``teacher`` (FrozenSSLTeacher), ``student``
-(PrunableSSLStudent), ``heads`` (LayerProjections / PredictionHeads), and for
+(PrunableSSLEncoder), ``heads`` (LayerProjections / PredictionHeads), and for
 pruning ``lagrangian`` (SparsityLagrangian). The teacher layer groups are
 an argument (``groups``); ``opt_class`` is SpeechBrain's optimizer argument.
 Hyperparameters used (a recipe passes one block per stage, e.g.
@@ -25,8 +25,8 @@ Hyperparameters used (a recipe passes one block per stage, e.g.
 ``lr_annealing`` (a ``LinearWarmupScheduler`` or None), ``max_steps``,
 ``log_interval``, ``train_logger``, ``history_path``,
 ``student_input_transform`` and ``auxiliary_loss`` (optional),
-``hidden_state_zero`` (optional, default ``projection``: the reference's
-hidden state 0, see
+``hidden_state_zero`` (optional, default ``transformer_input`` as for the
+teacher and the student; the recipes set ``projection``, the reference's; see
 :func:`~speechbrain_skill.lobes.student.model.check_hidden_state_zero`),
 ``bias_weight_decay`` (optional: weight decay of the biases, in their own
 group), and for pruning ``gate_opt_class``, ``lambda_opt_class``,
@@ -94,7 +94,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         wavs, wav_lens = batch.sig
         # The teacher stops at the deepest layer that a target needs.
         deepest = max(max(group) for group in self.groups)
-        state_zero = getattr(self.hparams, "hidden_state_zero", "projection")
+        state_zero = getattr(self.hparams, "hidden_state_zero", "transformer_input")
         teacher_hidden, frame_lens = self.modules.teacher(
             wavs, wav_lens, num_layers=deepest, hidden_state_zero=state_zero
         )

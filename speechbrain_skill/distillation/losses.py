@@ -181,9 +181,9 @@ class EnhancementLoss:
     -------
     >>> from types import SimpleNamespace
     >>> from speechbrain_skill.lobes.enhancement import EnhancementHead
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    >>> modules = SimpleNamespace(student=PrunableSSLStudent(config),
+    >>> modules = SimpleNamespace(student=PrunableSSLEncoder(config),
     ...     enhancement=EnhancementHead(16, hidden_size=8, num_layers=1))
     >>> wavs = torch.randn(2, 16000)
     >>> outputs = {"student_wavs": wavs + 0.1 * torch.randn(2, 16000), "wavs": wavs,
@@ -203,13 +203,13 @@ class EnhancementLoss:
 
         Arguments
         ---------
-        student : PrunableSSLStudent
+        student : PrunableSSLEncoder
             The student as configured (before any training).
 
         Example
         -------
         >>> from speechbrain_skill.lobes.student import StudentConfig
-        >>> from speechbrain_skill.lobes.student import PrunableSSLStudent as Student
+        >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder as Student
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_conv=True)
         >>> EnhancementLoss(features="projection").validate_student(Student(config))
         >>> EnhancementLoss(features="conv").validate_student(Student(config))

@@ -146,7 +146,13 @@ def plot_curves(histories, path, loss_definition=None):
 
 
 def write_report(
-    output_folder, export_folder, teacher, teacher_source, target_sparsity, summary
+    output_folder,
+    export_folder,
+    teacher,
+    teacher_source,
+    target_sparsity,
+    summary,
+    student=None,
 ):
     """Write ``report.json``, ``report.md`` and ``curves.png``.
 
@@ -168,6 +174,8 @@ def write_report(
     summary : dict
         Facts gathered by the stages (groups, losses and their definition,
         skipped files).
+    student : PrunableSSLEncoder, optional
+        The exported student, in memory; None: loaded from ``export_folder``.
 
     Returns
     -------
@@ -178,7 +186,8 @@ def write_report(
 
     output_folder = Path(output_folder)
     export = Path(export_folder)
-    student = load_student(export)
+    if student is None:
+        student = load_student(export)
     teacher_params = num_params(teacher.model)
     student_params = num_params(student)
     reference = student.config.unpruned_num_params or teacher_params
@@ -378,6 +387,7 @@ def _data_lines(report):
     """Files the run could not use, by where they were found."""
 
     def total(key):
+        """Sum of the counts under ``key``."""
         return sum((report.get(key) or {}).values())
 
     lines = [

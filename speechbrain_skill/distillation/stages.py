@@ -3,12 +3,13 @@
 The recipe (``recipes/LibriSpeech/distillation/train.py``) runs: data
 preparation; layer groups (given, or found by layer similarity + clustering);
 distillation + structured pruning; materialisation of the pruned student;
-final distillation; export and report. This module holds what a stage needs
-besides a Brain: the configuration checks (plain settings before any model
-is built, then against the loaded teacher and student), the layer-groups
-search, the student folders passed between stages, and the end-of-stage
-checkpoint. Which stages a rerun skips is decided by
-:mod:`speechbrain_skill.training.stage_records`.
+final distillation; export and report. The stages are objects
+(:mod:`speechbrain_skill.training.stage_flow`, declared in
+:mod:`speechbrain_skill.distillation.flow`); this module holds what they need
+besides a Brain: the configuration checks (plain settings before any model is
+built, then against the loaded teacher and student), the layer-groups search,
+the student folders (written for the export and for resuming) and the
+end-of-stage checkpoint.
 """
 
 import json
@@ -22,7 +23,7 @@ from speechbrain_skill.data.manifests import count_exclusions
 from speechbrain_skill.distillation.lagrangian import validate_target_sparsity
 from speechbrain_skill.distillation.targets import default_student_layers
 from speechbrain_skill.layer_groups.clustering import validate_k
-from speechbrain_skill.layer_groups.groups_file import load_groups, validate_groups
+from speechbrain_skill.layer_groups.groups_file import validate_groups
 from speechbrain_skill.training.batch_skipping import count_skipped
 from speechbrain_skill.training.checks import (
     ConfigurationError,
@@ -100,7 +101,7 @@ def check_models(teacher, student, groups, num_groups, student_layers, auxiliary
     ---------
     teacher : FrozenSSLTeacher
         The teacher (its number of hidden states bounds groups and K).
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The student (bounds ``student_layers``).
     groups : list of list of int or None
         Explicit groups; None: K groups found by clustering.
@@ -114,11 +115,11 @@ def check_models(teacher, student, groups, num_groups, student_layers, auxiliary
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder
     >>> from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
     >>> path = save_tiny_model(tempfile.mkdtemp())
-    >>> teacher, student = FrozenSSLTeacher(path), PrunableSSLStudent.from_hf(path)
+    >>> teacher, student = FrozenSSLTeacher(path), PrunableSSLEncoder.from_hf(path)
     >>> check_models(teacher, student, None, 6, None, None)
     Traceback (most recent call last):
       ...
@@ -258,7 +259,7 @@ def find_layer_groups(
         **measure_options,
     )
     print(result.summary())
-    return load_groups(Path(folder) / "groups.json", teacher.num_hidden_states)
+    return result.groups
 
 
 def save_student_folder(folder, student, heads, extra_modules, save_student):
@@ -268,7 +269,7 @@ def save_student_folder(folder, student, heads, extra_modules, save_student):
     ---------
     folder : str or os.PathLike
         Destination.
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The student.
     heads : torch.nn.Module
         Prediction heads / projections.
@@ -280,9 +281,9 @@ def save_student_folder(folder, student, heads, extra_modules, save_student):
     Example
     -------
     >>> import tempfile, os
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, save_student
-    >>> student = PrunableSSLStudent.from_hf(save_tiny_model(tempfile.mkdtemp()))
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
+    >>> student = PrunableSSLEncoder.from_hf(save_tiny_model(tempfile.mkdtemp()))
     >>> folder = tempfile.mkdtemp()
     >>> save_student_folder(folder, student, torch.nn.Linear(2, 2), {}, save_student)
     >>> "heads.ckpt" in os.listdir(folder)
@@ -308,7 +309,7 @@ def load_student_folder(folder, heads, extra_modules, load_student):
 
     Returns
     -------
-    PrunableSSLStudent
+    PrunableSSLEncoder
     """
     folder = Path(folder)
     student = load_student(folder)
@@ -317,47 +318,6 @@ def load_student_folder(folder, heads, extra_modules, load_student):
         if path.is_file():
             unwrap(module).load_state_dict(torch.load(path, map_location="cpu"))
     return student
-
-
-def materialise(folder, student, heads, extra_modules, save_student):
-    """Prune ``student`` to physically smaller tensors and save its folder.
-
-    Arguments
-    ---------
-    folder : str or os.PathLike
-        Destination (see :func:`save_student_folder`).
-    student : PrunableSSLStudent
-        The student with trained gates (eval masks are used).
-    heads : torch.nn.Module
-        Its heads.
-    extra_modules : dict
-        Other trained modules.
-    save_student : callable
-        ``save_student(student, folder)``.
-    """
-    pruned = unwrap(student).eval().prune()
-    save_student_folder(folder, pruned, heads, extra_modules, save_student)
-
-
-def export_student(folder, student, heads, extra_modules, save_student):
-    """Write the final student folder (the export formats follow the report).
-
-    Arguments
-    ---------
-    folder : str or os.PathLike
-        The export folder.
-    student : PrunableSSLStudent
-        The final student.
-    heads : torch.nn.Module
-        Its heads.
-    extra_modules : dict
-        Other trained modules (e.g. the enhancement head).
-    save_student : callable
-        The model-folder writer.
-    """
-    save_student_folder(
-        folder, unwrap(student).eval(), heads, extra_modules, save_student
-    )
 
 
 def run_facts(experiment_name, prune_steps, final_steps, data):

@@ -21,7 +21,7 @@ class UtteranceClassificationBrain(DownstreamBrain):
     -------
     >>> import tempfile
     >>> from speechbrain_skill.downstream.heads import PooledClassifier
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> from speechbrain_skill.lobes.upstream import SSLUpstream
     >>> upstream = SSLUpstream(save_tiny_model(tempfile.mkdtemp()))
     >>> brain = UtteranceClassificationBrain(

@@ -104,6 +104,7 @@ def classification_datasets(
     @sb.utils.data_pipeline.takes(label_key)
     @sb.utils.data_pipeline.provides("label_encoded")
     def label_pipeline(label):
+        """The label's index as a tensor."""
         return encoder.encode_sequence_torch([label])
 
     for dataset in datasets.values():

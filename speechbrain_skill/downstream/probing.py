@@ -79,7 +79,7 @@ def save_random_model_like(source, path, seed=0):
     Example
     -------
     >>> import tempfile, os
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> source = save_tiny_model(tempfile.mkdtemp())
     >>> out = save_random_model_like(source, tempfile.mkdtemp())
     >>> sorted(os.listdir(out))
@@ -105,7 +105,7 @@ class ModelPooler:
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> pooler = ModelPooler("random:" + save_tiny_model(tempfile.mkdtemp()))
     >>> pooler(torch.randn(16000)).shape
     (5, 32)

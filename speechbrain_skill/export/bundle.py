@@ -30,6 +30,7 @@ def _dependency_order(entry, relative):
     order, seen = [], set()
 
     def visit(name):
+        """Add module ``name`` and, first, the local modules it imports."""
         if name in seen or name in relative:
             return
         seen.add(name)

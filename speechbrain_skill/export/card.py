@@ -25,7 +25,7 @@ def macs_per_second(student, seconds=1.0):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The model.
     seconds : float
         Length of the input.
@@ -36,10 +36,10 @@ def macs_per_second(student, seconds=1.0):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    >>> big = macs_per_second(PrunableSSLStudent(config))
-    >>> small = macs_per_second(PrunableSSLStudent(config.with_updates(ffn_dims=[32])))
+    >>> big = macs_per_second(PrunableSSLEncoder(config))
+    >>> small = macs_per_second(PrunableSSLEncoder(config.with_updates(ffn_dims=[32])))
     >>> big - small == 49 * 2 * 32 * 32  # 49 frames, two 32 x 32 halves of the FFN
     True
     """
@@ -172,7 +172,7 @@ def model_card(student, summary, report=None):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The exported student.
     summary : dict
         The export summary (folders, refusals, parity, params, MACs) of
@@ -187,8 +187,8 @@ def model_card(student, summary, report=None):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
     >>> summary = {"folders": {"student": "s"}, "params": 1000, "macs_per_second": 5e6,
     ...            "refused": {}, "parity": {}, "command": "python -m x"}
     >>> card = model_card(student, summary)

@@ -143,7 +143,9 @@ def _export_command(source, output, formats):
     return shlex.join(parts)
 
 
-def export_student(source, output=None, formats=FORMATS, check=True):
+def export_student(
+    source, output=None, formats=FORMATS, check=True, student=None, report=None
+):
     """Export a saved student to the given formats.
 
     Arguments
@@ -157,6 +159,10 @@ def export_student(source, output=None, formats=FORMATS, check=True):
         Any of ``speechbrain``, ``hf``, ``hf_stock``, ``onnx``.
     check : bool
         Load each export back and measure its difference to the student.
+    student : PrunableSSLEncoder, optional
+        The student saved in ``source``, in memory; None: loaded from it.
+    report : dict, optional
+        Its ``report.json`` content, in memory; None: read from ``source``.
 
     Returns
     -------
@@ -166,9 +172,9 @@ def export_student(source, output=None, formats=FORMATS, check=True):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    >>> folder = save_student(PrunableSSLStudent(config), tempfile.mkdtemp())
+    >>> folder = save_student(PrunableSSLEncoder(config), tempfile.mkdtemp())
     >>> summary = export_student(folder, formats=["hf", "hf_stock"])
     >>> sorted(summary["folders"]), max(summary["parity"].values()) < 1e-5
     (['hf', 'hf_stock', 'student'], True)
@@ -181,11 +187,11 @@ def export_student(source, output=None, formats=FORMATS, check=True):
         raise ValueError(f"Unknown export formats {unknown}; choose from {FORMATS}.")
     source = Path(source)
     output = Path(output) if output is not None else source
-    student = unwrap(load_student(source)).eval()
+    student = unwrap(student if student is not None else load_student(source)).eval()
     problems = export_problems(student)
     if problems:
         raise ValueError(f"Cannot export {source}: " + "; ".join(problems) + ".")
-    report = read_report(source)
+    report = read_report(source) if report is None else report
     summary = {
         "source": str(source),
         "command": _export_command(

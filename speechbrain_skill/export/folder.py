@@ -72,7 +72,8 @@ def hf_model_config(hf_model):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.hf_ssl import random_ssl_model, tiny_config
+    >>> from speechbrain_skill.lobes.hf_ssl import random_ssl_model
+    >>> from speechbrain_skill.lobes.tiny_models import tiny_config
     >>> hf_model_config(random_ssl_model(tiny_config("hubert")))["architectures"]
     ['HubertModel']
     """

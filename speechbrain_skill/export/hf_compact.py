@@ -65,7 +65,7 @@ def export_problems(student):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The student.
 
     Returns
@@ -74,9 +74,9 @@ def export_problems(student):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-    >>> export_problems(PrunableSSLStudent(config))
+    >>> export_problems(PrunableSSLEncoder(config))
     ['the student still has gates (heads); materialise it with prune() first']
     """
     student = unwrap(student)
@@ -128,7 +128,7 @@ def save_hf_compact(student, directory, readme=None):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         A gate-free student (pruned or not; a DDP wrapper is unwrapped).
     directory : str or os.PathLike
         Output folder (created).
@@ -143,9 +143,9 @@ def save_hf_compact(student, directory, readme=None):
     Example
     -------
     >>> import tempfile, os
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    >>> path = save_hf_compact(PrunableSSLStudent(config), tempfile.mkdtemp())
+    >>> path = save_hf_compact(PrunableSSLEncoder(config), tempfile.mkdtemp())
     >>> sorted(os.listdir(path))  # doctest: +NORMALIZE_WHITESPACE
     ['config.json', 'configuration_skill_student.py', 'model.safetensors',
      'modeling_skill_student.py', 'preprocessor_config.json']

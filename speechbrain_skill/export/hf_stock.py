@@ -45,7 +45,7 @@ def stock_export_problems(student):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         The student (a DDP wrapper is unwrapped).
 
     Returns
@@ -54,12 +54,12 @@ def stock_export_problems(student):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 2, 4, 64, 16)
-    >>> stock_export_problems(PrunableSSLStudent(
+    >>> stock_export_problems(PrunableSSLEncoder(
     ...     config.with_updates(ffn_dims=[64, 40], attention_heads=[[1], []])))
     []
-    >>> stock_export_problems(PrunableSSLStudent(
+    >>> stock_export_problems(PrunableSSLEncoder(
     ...     config.with_updates(do_stable_layer_norm=True)))
     ['pre-LN (stable layer norm) students are not exported as stock models']
     """
@@ -202,7 +202,7 @@ def student_to_stock(student):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         A student that passes :func:`stock_export_problems`.
 
     Returns
@@ -211,11 +211,11 @@ def student_to_stock(student):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 2, 4, 64, 16,
     ...     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
     >>> pruned = config.with_updates(attention_heads=[[0, 3], []], ffn_dims=[9, 0])
-    >>> student = PrunableSSLStudent(pruned).eval()
+    >>> student = PrunableSSLEncoder(pruned).eval()
     >>> wavs = torch.randn(1, 16000)
     >>> hf = student_to_stock(student)(wavs, output_hidden_states=True).hidden_states
     >>> torch.allclose(torch.stack(hf), student(wavs)[0], atol=1e-5)
@@ -275,7 +275,7 @@ def save_hf_stock(student, directory, readme=None):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         A student that passes :func:`stock_export_problems`.
     directory : str or os.PathLike
         Output folder (created).
@@ -291,8 +291,8 @@ def save_hf_stock(student, directory, readme=None):
     -------
     >>> import tempfile
     >>> from transformers import AutoModel
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("wavlm", 32, 2, 4, 64, 16))
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("wavlm", 32, 2, 4, 64, 16))
     >>> path = save_hf_stock(student, tempfile.mkdtemp())
     >>> type(AutoModel.from_pretrained(path)).__name__
     'WavLMModel'

@@ -86,7 +86,7 @@ sample_rate: {SAMPLE_RATE}
 
 student_config: !new:speechbrain_skill.lobes.student.StudentConfig
 {fields}
-encoder: !new:speechbrain_skill.lobes.student.PrunableSSLStudent
+encoder: !new:speechbrain_skill.lobes.student.PrunableSSLEncoder
     config: !ref <student_config>
 
 modules:
@@ -115,8 +115,8 @@ class SSLStudentEncoder(Pretrained):
     -------
     >>> import tempfile
     >>> from speechbrain_skill.lobes.student import (
-    ...     PrunableSSLStudent, StudentConfig, save_student)
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
+    ...     PrunableSSLEncoder, StudentConfig, save_student)
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
     >>> folder = save_student(student, tempfile.mkdtemp())
     >>> _ = open(f"{folder}/hyperparams.yaml", "w").write(
     ...     hyperparams_yaml(student.config))

@@ -29,13 +29,13 @@ class OnnxStudent(torch.nn.Module):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         A gate-free student.
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
     >>> hidden, lens = OnnxStudent(student)(torch.randn(2, 8000),
     ...                                      torch.tensor([8000, 4000]))
     >>> hidden.shape, lens.tolist()
@@ -59,7 +59,7 @@ def export_onnx(student, path, example_seconds=1.0):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         A gate-free student (it is exported in eval mode, on the CPU, fp32).
     path : str or os.PathLike
         Output ``.onnx`` file.
@@ -74,8 +74,8 @@ def export_onnx(student, path, example_seconds=1.0):
     Example
     -------
     >>> import tempfile, os
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
     >>> path = export_onnx(student, os.path.join(tempfile.mkdtemp(), "s.onnx"))
     >>> wavs, lengths = torch.randn(3, 9000), torch.tensor([9000, 5000, 3000])
     >>> hidden, frames = run_onnx(onnx_session(path), wavs, lengths)

@@ -244,7 +244,7 @@ def run_layer_analysis(
     -------
     >>> import tempfile
     >>> import torch
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> teacher = save_tiny_model(tempfile.mkdtemp())
     >>> wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
     >>> result = run_layer_analysis(

@@ -175,6 +175,7 @@ def _link_colors(tree, groups):
         node_group[size + row] = node_group[left] if same else None
 
     def color(node):
+        """Colour of a dendrogram link: its group's, grey across groups."""
         index = node_group.get(node)
         return "#444444" if index is None else _group_color(index)
 

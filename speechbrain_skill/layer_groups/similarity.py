@@ -103,7 +103,7 @@ def as_teacher(teacher):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> as_teacher(save_tiny_model(tempfile.mkdtemp())).num_hidden_states
     5
     """
@@ -181,7 +181,7 @@ def compute_layer_similarity(
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> teacher = save_tiny_model(tempfile.mkdtemp())
     >>> wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
     >>> batches = [(wavs, torch.tensor([1.0, 0.6]))]

@@ -43,7 +43,7 @@ def enhancement_input_dim(teacher, features="conv"):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> source = save_tiny_model(tempfile.mkdtemp(), "hubert")
     >>> enhancement_input_dim(source), enhancement_input_dim(source, "projection")
     (16, 32)
@@ -209,8 +209,8 @@ class StudentFeatureTap:
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
     >>> tap = StudentFeatureTap("conv")
     >>> wavs = torch.randn(2, 16000)
     >>> tap.features(student, wavs).shape
@@ -257,7 +257,7 @@ class StudentFeatureTap:
 
         Arguments
         ---------
-        student : PrunableSSLStudent
+        student : PrunableSSLEncoder
             The (unwrapped) student.
         wavs : torch.Tensor
             The waveforms the student was (or is to be) run on.

@@ -2,9 +2,10 @@
 
 One function, :func:`load_hf_ssl_model`, loads a teacher from a hub id
 (``microsoft/wavlm-base-plus``), a local ``save_pretrained`` directory or a
-model shipped with this package (``builtin:<name>``). Tests and the quick start
-create tiny randomly initialised models with :func:`save_tiny_model` and load
-them through the very same function.
+model shipped with this package (``builtin:<name>``). Tests and examples create
+tiny randomly initialised models with
+:func:`~speechbrain_skill.lobes.tiny_models.save_tiny_model` and load them
+through the very same function.
 """
 
 import contextlib
@@ -139,6 +140,7 @@ def load_hf_ssl_model(source, cache_dir=None, eval_mode=True):
     Example
     -------
     >>> import tempfile
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> path = save_tiny_model(tempfile.mkdtemp(), "hubert")
     >>> model = load_hf_ssl_model(path)
     >>> model.config.model_type, model.config.layerdrop
@@ -190,6 +192,7 @@ def load_hf_ssl_config(source, cache_dir=None):
     Example
     -------
     >>> import tempfile
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> load_hf_ssl_config(save_tiny_model(tempfile.mkdtemp())).model_type
     'wavlm'
     """
@@ -236,6 +239,7 @@ def waveform_normalization(source):
     Example
     -------
     >>> import tempfile
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> waveform_normalization(save_tiny_model(tempfile.mkdtemp()))
     False
     """
@@ -273,6 +277,7 @@ def random_ssl_model(config_or_source, seed=0):
 
     Example
     -------
+    >>> from speechbrain_skill.lobes.tiny_models import tiny_config
     >>> a = random_ssl_model(tiny_config("hubert"), seed=1)
     >>> b = random_ssl_model(tiny_config("hubert"), seed=1)
     >>> all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
@@ -286,98 +291,3 @@ def random_ssl_model(config_or_source, seed=0):
         torch.manual_seed(seed)
         model = _model_classes()[config.model_type](config)
     return model.eval()
-
-
-def tiny_config(model_type="wavlm", **overrides):
-    """Build a small config of the real architecture (same conv strides: 20 ms frames).
-
-    Arguments
-    ---------
-    model_type : str
-        One of ``wavlm``, ``hubert``, ``wav2vec2``.
-    **overrides
-        Any config field, e.g. ``num_hidden_layers=2``.
-
-    Returns
-    -------
-    transformers.PretrainedConfig
-
-    Example
-    -------
-    >>> cfg = tiny_config("wav2vec2", num_hidden_layers=2)
-    >>> cfg.num_hidden_layers, cfg.hidden_size, list(cfg.conv_stride)
-    (2, 32, [5, 2, 2, 2, 2, 2, 2])
-    """
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise TeacherLoadError(
-            f"Unknown model type '{model_type}'; "
-            f"expected one of {SUPPORTED_MODEL_TYPES}."
-        )
-    settings = dict(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=64,
-        conv_dim=(16, 16, 16, 16, 16, 16, 16),
-        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-        conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        conv_bias=False,
-        feat_extract_norm="group",
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        do_stable_layer_norm=False,
-        layerdrop=0.0,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        feat_proj_dropout=0.0,
-        final_dropout=0.0,
-        mask_time_prob=0.0,
-        mask_feature_prob=0.0,
-        vocab_size=32,
-    )
-    if model_type == "wavlm":
-        settings.update(num_buckets=320, max_bucket_distance=800)
-    settings.update(overrides)
-    return _config_classes()[model_type](**settings)
-
-
-def save_tiny_model(path, model_type="wavlm", seed=0, **overrides):
-    """Create a randomly initialised tiny SSL model and ``save_pretrained`` it.
-
-    The folder has ``config.json``, the weights and ``preprocessor_config.json``,
-    exactly like a hub checkpoint, so it loads with :func:`load_hf_ssl_model`.
-
-    Arguments
-    ---------
-    path : str or os.PathLike
-        Output directory (created).
-    model_type : str
-        ``wavlm``, ``hubert`` or ``wav2vec2``.
-    seed : int
-        Seed of the random initialisation.
-    **overrides
-        Config fields passed to :func:`tiny_config`.
-
-    Returns
-    -------
-    str
-        The directory.
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> path = save_tiny_model(tempfile.mkdtemp(), "wavlm")
-    >>> sorted(f for f in os.listdir(path) if f.endswith(".json"))
-    ['config.json', 'preprocessor_config.json']
-    """
-    from speechbrain_skill.export.folder import (
-        hf_model_config,
-        preprocessor_config,
-        write_model_folder,
-    )
-
-    model = random_ssl_model(tiny_config(model_type, **overrides), seed)
-    return write_model_folder(
-        path, hf_model_config(model), model.state_dict(), preprocessor_config()
-    )

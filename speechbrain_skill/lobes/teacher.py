@@ -4,7 +4,7 @@ import torch
 
 from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, waveform_normalization
 from speechbrain_skill.lobes.student.model import (
-    PrunableSSLStudent,
+    PrunableSSLEncoder,
     check_hidden_state_zero,
 )
 
@@ -20,7 +20,7 @@ class FrozenSSLTeacher(torch.nn.Module):
     """A frozen WavLM / HuBERT / wav2vec 2.0 that returns its hidden states.
 
     The weights of a Hugging Face model are imported into
-    :class:`~speechbrain_skill.lobes.student.PrunableSSLStudent` (unpruned,
+    :class:`~speechbrain_skill.lobes.student.PrunableSSLEncoder` (unpruned,
     no gates, no dropout), which reproduces Hugging Face's
     ``output_hidden_states`` (tests/test_student_parity.py) and is faster:
     its attention runs PyTorch's fused ``scaled_dot_product_attention`` and
@@ -49,7 +49,7 @@ class FrozenSSLTeacher(torch.nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> teacher = FrozenSSLTeacher(save_tiny_model(tempfile.mkdtemp()))
     >>> hidden, frame_lens = teacher(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
     >>> hidden.shape, frame_lens.tolist()
@@ -76,7 +76,7 @@ class FrozenSSLTeacher(torch.nn.Module):
             )
         self.normalize_waveform = bool(normalize_waveform)
         self.hf_config = hf_model.config
-        self.model = PrunableSSLStudent.from_hf(
+        self.model = PrunableSSLEncoder.from_hf(
             hf_model, normalize_waveform=self.normalize_waveform, **NO_DROPOUT
         )
         for param in self.model.parameters():
@@ -147,7 +147,7 @@ class FrozenSSLTeacher(torch.nn.Module):
         Example
         -------
         >>> import tempfile
-        >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+        >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
         >>> teacher = FrozenSSLTeacher(save_tiny_model(tempfile.mkdtemp()))
         >>> feats, lens = teacher.extract_features(torch.randn(1, 8000), layers=[2])
         >>> len(feats), feats[0].shape, lens.tolist()

@@ -32,7 +32,7 @@ from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 from speechbrain_skill.training.stage_records import fingerprint, folder_fingerprint
 
 RANDOM_PREFIX = "random:"
-STUDENT_ARCHITECTURE = "PrunableSSLStudent"
+STUDENT_ARCHITECTURE = "PrunableSSLEncoder"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -74,13 +74,13 @@ def _random_hf_teacher(source, seed):
 
 
 def _random_student(directory, seed):
-    from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
 
     document = json.loads((Path(directory) / "config.json").read_text())
     document.pop("architecture", None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PrunableSSLStudent(StudentConfig.from_dict(document))
+        return PrunableSSLEncoder(StudentConfig.from_dict(document))
 
 
 def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
@@ -98,7 +98,7 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
     trainable : bool
         Return a model that can be fine-tuned: a Hugging Face model is
         imported into the student implementation
-        (:meth:`~speechbrain_skill.lobes.student.PrunableSSLStudent.from_hf`,
+        (:meth:`~speechbrain_skill.lobes.student.PrunableSSLEncoder.from_hf`,
         the same hidden states), which runs with gradients, instead of the
         frozen teacher wrapper. Student directories are students already.
 
@@ -113,12 +113,12 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> path = save_tiny_model(tempfile.mkdtemp(), "hubert")
     >>> load_upstream_model(path)[1], load_upstream_model("random:" + path)[1]
     ('hf:hubert', 'random-hf:hubert')
     >>> type(load_upstream_model(path, trainable=True)[0]).__name__
-    'PrunableSSLStudent'
+    'PrunableSSLEncoder'
     """
     source = str(source)
     random_init = source.startswith(RANDOM_PREFIX)
@@ -133,13 +133,13 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
         return load_student(resolved), "student"
     if trainable:
         from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, random_ssl_model
-        from speechbrain_skill.lobes.student import PrunableSSLStudent
+        from speechbrain_skill.lobes.student import PrunableSSLEncoder
 
         if random_init:
             hf_model = random_ssl_model(resolved, seed)
         else:
             hf_model = load_hf_ssl_model(resolved, cache_dir=cache_dir)
-        model = PrunableSSLStudent.from_hf(
+        model = PrunableSSLEncoder.from_hf(
             hf_model, normalize_waveform=waveform_normalization(resolved)
         )
         prefix = "random-hf" if random_init else "hf"
@@ -279,7 +279,7 @@ class SSLUpstream(torch.nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> upstream = SSLUpstream(save_tiny_model(tempfile.mkdtemp(), "wavlm"))
     >>> feats, lens = upstream(torch.randn(2, 16000), torch.tensor([1.0, 0.5]),
     ...                        return_lengths=True)

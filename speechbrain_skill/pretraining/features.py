@@ -131,7 +131,7 @@ class HiddenStateFeaturizer:
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> featurizer = HiddenStateFeaturizer(save_tiny_model(tempfile.mkdtemp()))
     >>> featurizer.layer, featurizer(torch.randn(16000)).shape
     (2, torch.Size([49, 32]))

@@ -61,6 +61,7 @@ def _naming_failures(hook):
     """Wrap a load hook so that a failure names the file it was reading."""
 
     def load(obj, path, end_of_epoch):
+        """Run the load hook; a failure names the file."""
         try:
             return hook(obj, path, end_of_epoch)
         except Exception as err:

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+from speechbrain_skill.changes import describe_changes
+
 logger = logging.getLogger(__name__)
 
 ON_STALE = ("recompute", "stop")
@@ -174,31 +176,6 @@ def module_fingerprint(module):
         digest.update(f"{name}:{tensor.dtype}:{tensor.numel()};".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def describe_changes(old, new):
-    """Name the entries of two flat dicts that differ (``key: old -> new``).
-
-    Arguments
-    ---------
-    old, new : dict
-        Recorded and current values.
-
-    Returns
-    -------
-    list of str
-
-    Example
-    -------
-    >>> describe_changes({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
-    ['b: 2 -> 3', 'c: (absent) -> 4']
-    """
-    missing = "(absent)"
-    return [
-        f"{key}: {old.get(key, missing)} -> {new.get(key, missing)}"
-        for key in sorted({*old, *new})
-        if old.get(key, missing) != new.get(key, missing)
-    ]
 
 
 def remove_output(path):

@@ -12,14 +12,18 @@ distillation + structured pruning; materialisation of the pruned student;
 final distillation; export and report. Recipes without pruning
 (DistilHuBERT, RobustDistiller) distil a small student in the final stage.
 
-Each stage records in ``<output_folder>/stages`` a fingerprint of the settings
-that determine its output and of its inputs (previous stage, teacher
-weights, manifests). A rerun in the same folder skips unchanged stages,
-resumes an unfinished one from its checkpoints, and recomputes a stage whose
-settings or inputs changed together with every later stage
-(``--on_stale=stop`` stops instead and names the change).
+The stages are objects (``speechbrain_skill/distillation/flow.py``); their
+results (the layer groups, the student) pass from one to the next in memory.
+Each stage records in ``<output_folder>/stages`` a fingerprint of every
+resolved setting of the run except those it declares it ignores, and of its
+inputs (previous stage, teacher weights, manifests). A rerun in the same
+folder skips unchanged stages, resumes an unfinished one from its
+checkpoints, and recomputes a stage whose settings or inputs changed
+together with every later stage (``--on_stale=stop`` stops instead and names
+the change).
 """
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -30,7 +34,7 @@ from librispeech_prepare import prepare_librispeech
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_skill.data.dataio import make_audio_dataset, make_dynamic_batch_sampler
-from speechbrain_skill.distillation import stages
+from speechbrain_skill.distillation import flow, stages
 from speechbrain_skill.distillation.brains import (
     DistillationBrain,
     PruningDistillationBrain,
@@ -45,8 +49,9 @@ from speechbrain_skill.training.batch_skipping import merge_skipped
 from speechbrain_skill.training.checks import read_settings
 from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.distributed import end_process_group
-from speechbrain_skill.training.progress import stage_banner
+from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.run_lock import lock_output_folder
+from speechbrain_skill.training.stage_flow import Stage, StageFlow, resolved_settings
 from speechbrain_skill.training.stage_records import (
     StageRecords,
     file_fingerprint,
@@ -79,10 +84,282 @@ def dataio_prepare(hparams):
         seed=hparams["seed"],
         max_crop_seconds=hparams["max_crop_seconds"],
     )
-    train_loader_kwargs = dict(
-        batch_sampler=sampler, **hparams["train_dataloader_opts"]
+    return dict(
+        train_set=train_data,
+        valid_set=valid_data,
+        train_loader_kwargs=dict(
+            batch_sampler=sampler, **hparams["train_dataloader_opts"]
+        ),
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    return train_data, valid_data, train_loader_kwargs
+
+
+def layer_groups_stage(hparams, run_opts):
+    """Layer groups: given in the yaml, or similarity + clustering of the teacher."""
+    teacher = hparams["teacher"]
+    clustering = not hparams["groups"]
+    folder = hparams.get("layer_analysis_folder")
+
+    def validated(summary):
+        groups, layers = stages.configured_groups(
+            summary["groups"], summary["student_layers"], teacher.num_hidden_states
+        )
+        return {**summary, "groups": groups, "student_layers": layers}
+
+    def run():
+        groups = hparams["groups"]
+        if clustering:
+            run_on_main(
+                stages.find_layer_groups,
+                kwargs={
+                    "teacher": teacher,
+                    "folder": folder,
+                    "calibration_csv": hparams["calibration_csv"],
+                    "num_groups": hparams["num_groups"],
+                    "linkage": hparams["linkage"],
+                    "measure": hparams["similarity_measure"],
+                    "minibatch_size": hparams["similarity_minibatch_size"],
+                    "utterances": hparams["calibration_utterances"],
+                    "batch_size": hparams["calibration_batch_size"],
+                    "max_seconds": hparams["calibration_max_seconds"],
+                    "max_frames_per_utterance": hparams["max_frames_per_utterance"],
+                    "seed": hparams["seed"],
+                    "teacher_name": str(hparams["teacher_source"]),
+                    "device": flow.stage_device(run_opts),
+                    "progress": not run_opts["noprogressbar"],
+                },
+            )
+            groups = load_groups(Path(folder) / "groups.json")
+        result = validated(
+            {"groups": groups, "student_layers": hparams["student_layers"]}
+        )
+        result["source"] = "clustering" if clustering else "configuration"
+        return result, result
+
+    return Stage(
+        "layer_groups",
+        run,
+        validated,
+        flow.IGNORE["layer_groups"],
+        ("teacher", "calibration_csv") if clustering else ("teacher",),
+        [folder] if clustering else [],
+        title="layer groups",
+    )
+
+
+def initial_student(hparams, groups):
+    """The yaml's student with new heads for ``groups`` (taken out of ``hparams``).
+
+    Popped, so that once the stages are done with it nothing keeps it (or the
+    device memory it holds) alive.
+    """
+    heads = hparams["heads"](
+        student_layers=groups["student_layers"],
+        input_dim=hparams["teacher"].config.hidden_size,
+    )
+    return flow.StudentParts(hparams.pop("student"), heads, hparams["extra_modules"])
+
+
+def prune_stage(hparams, run_opts, fit_data):
+    """Distillation + structured pruning (hard-concrete gates, Lagrangian)."""
+    objects = {
+        "opt_class": hparams["prune_opt_class"],
+        "hparams": hparams["prune_hparams"],
+        "epoch_counter": hparams["prune_epoch_counter"],
+        "checkpointer": hparams["prune_checkpointer"],
+        "modules": {"teacher": hparams["teacher"], "lagrangian": hparams["lagrangian"]},
+    }
+    return flow.training_stage(
+        "prune",
+        PruningDistillationBrain,
+        objects,
+        run_opts,
+        fit_data,
+        detail=f"{hparams['prune_steps']} steps",
+        title="distill + prune",
+    )
+
+
+def materialise_stage(hparams):
+    """The pruned student with physically smaller tensors, saved and passed on.
+
+    The pruning stage's state (its checkpointer's recoverables, the gated
+    student) is released here, before the final stage.
+    """
+    folder = hparams["pruned_student_folder"]
+
+    def run(student):
+        model = unwrap(student.ready().model).eval().prune()
+        pruned = flow.StudentParts(model, student.heads, student.extra_modules)
+        run_on_main(
+            stages.save_student_folder,
+            args=[
+                folder,
+                model,
+                pruned.heads,
+                pruned.extra_modules,
+                hparams["save_student"],
+            ],
+        )
+        flow.release_brain(hparams["prune_checkpointer"], keep=())
+        return pruned, {}
+
+    def load(summary, student):
+        model = stages.load_student_folder(
+            folder, student.heads, student.extra_modules, hparams["load_student"]
+        )
+        flow.release_brain(hparams["prune_checkpointer"], keep=())
+        return flow.StudentParts(model, student.heads, student.extra_modules)
+
+    return Stage(
+        "materialise",
+        run,
+        load,
+        flow.IGNORE["materialise"],
+        outputs=[folder],
+        title="materialise",
+    )
+
+
+def final_stage(hparams, run_opts, fit_data):
+    """Final distillation of the (pruned or small) student, no sparsity penalty.
+
+    Without pruning, the initial student is saved to ``initial_student_folder``
+    on the first run and read back from there on a rerun (the same start).
+    """
+    initial_folder = None if hparams["prune"] else hparams["initial_student_folder"]
+
+    def same_start(student):
+        if initial_folder is None:
+            return
+        if (Path(initial_folder) / "config.json").is_file():
+            student.model = stages.load_student_folder(
+                initial_folder,
+                student.heads,
+                student.extra_modules,
+                hparams["load_student"],
+            )
+            return
+        run_on_main(
+            stages.save_student_folder,
+            args=[
+                initial_folder,
+                student.model,
+                student.heads,
+                student.extra_modules,
+                hparams["save_student"],
+            ],
+        )
+
+    objects = {
+        "opt_class": hparams["final_opt_class"],
+        "hparams": hparams["final_hparams"],
+        "epoch_counter": hparams["final_epoch_counter"],
+        "checkpointer": hparams["final_checkpointer"],
+        "modules": {"teacher": hparams["teacher"]},
+    }
+    return flow.training_stage(
+        "final",
+        DistillationBrain,
+        objects,
+        run_opts,
+        fit_data,
+        before_fit=same_start,
+        outputs=[initial_folder] if initial_folder else [],
+        detail=f"{hparams['final_steps']} steps",
+        title="final distillation",
+    )
+
+
+def export_stage(hparams, write):
+    """The student folder, the report (``write``), then the export formats.
+
+    The report is written on every run, also when the stage is skipped.
+    """
+    folder = hparams["export_folder"]
+
+    def run(groups, student):
+        model = unwrap(student.ready().model).eval()
+        run_on_main(
+            stages.save_student_folder,
+            args=[
+                folder,
+                model,
+                student.heads,
+                student.extra_modules,
+                hparams["save_student"],
+            ],
+        )
+        report = write(model)
+        if if_main_process() and hparams.get("export") is not None:
+            hparams["export"](folder, student=model, report=report)
+        return report, {}
+
+    return Stage(
+        "export",
+        run,
+        lambda summary, groups, student: write(None),
+        flow.IGNORE["export"],
+        outputs=[folder],
+        detail=str(folder),
+        title="export",
+    )
+
+
+def report_writer(hparams, stage_flow, groups, fit_data):
+    """``write(student)``: the run's report next to the exported student."""
+
+    def write(student):
+        summaries = stage_flow.summaries
+        summary = {
+            "groups": groups["groups"],
+            "groups_source": groups["source"],
+            "student_layers": groups["student_layers"],
+            "duration_filter": fit_data["train_set"].duration_filter,
+            "final_valid_loss": summaries["final"]["valid_loss"],
+            "final_valid_fit": summaries["final"]["valid_fit"],
+            "loss_definition": describe_loss(
+                hparams["distill_loss"], hparams["auxiliary_loss"]
+            ),
+            "command": shlex.join(["python", *sys.argv]),
+            "training": stages.run_facts(
+                hparams["experiment_name"],
+                hparams["prune_steps"] if hparams["prune"] else None,
+                hparams["final_steps"],
+                hparams["train_splits"],
+            ),
+        }
+        if hparams["prune"]:
+            summary["expected_sparsity_after_pruning"] = summaries["prune"][
+                "expected_sparsity"
+            ]
+        skipped = [
+            summaries[name]["skipped_files"]
+            for name in ("prune", "final")
+            if name in summaries
+        ]
+        groups_file = None
+        if groups["source"] == "clustering":
+            groups_file = Path(hparams["layer_analysis_folder"]) / "groups.json"
+        summary.update(
+            stages.data_losses(
+                merge_skipped(*skipped), hparams["save_folder"], groups_file
+            )
+        )
+        if not if_main_process():
+            return None
+        report = write_report(
+            hparams["output_folder"],
+            hparams["export_folder"],
+            hparams["teacher"],
+            hparams["teacher_source"],
+            hparams.get("target_sparsity") if hparams["prune"] else None,
+            summary,
+            student=student,
+        )
+        return json.loads(json.dumps(report, default=str))
+
+    return write
 
 
 if __name__ == "__main__":
@@ -123,290 +400,34 @@ if __name__ == "__main__":
             "skip_prep": hparams["skip_prep"],
         },
     )
-    train_data, valid_data, train_loader_kwargs = dataio_prepare(hparams)
-    fit_data = dict(
-        train_set=train_data,
-        valid_set=valid_data,
-        train_loader_kwargs=train_loader_kwargs,
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
+    fit_data = dataio_prepare(hparams)
 
-    output = Path(hparams["output_folder"])
-    records = StageRecords(output / "stages", on_stale=hparams["on_stale"])
-    teacher_weights = module_fingerprint(teacher)
-    manifests = {
-        "train_csv": file_fingerprint(hparams["train_csv"]),
-        "valid_csv": file_fingerprint(hparams["valid_csv"]),
-    }
-    run_settings = {
-        "precision": run_opts["precision"],
-        "grad_accumulation_factor": run_opts["grad_accumulation_factor"],
-    }
-    extra_modules = hparams["extra_modules"]
-
-    stage_names = ["layer groups", "final distillation", "export"]
-    if hparams["prune"]:
-        stage_names[1:1] = ["distill + prune", "materialise"]
-
-    def banner(name, detail=""):
-        """Announce the next stage of the run."""
-        stage_banner(stage_names.index(name) + 1, len(stage_names), name, detail)
-
-    # 1. Layer groups: from the yaml, or similarity + clustering (SKILL)
-    banner("layer groups")
-    clustering = not hparams["groups"]
-    inputs = {"teacher": teacher_weights}
-    if clustering:
-        inputs["calibration_csv"] = file_fingerprint(hparams["calibration_csv"])
-    layer_groups = records.stage(
-        "layer_groups",
-        settings=hparams["layer_groups_settings"],
-        inputs=inputs,
-        outputs=[hparams["layer_analysis_folder"]] if clustering else [],
-    )
-    if not layer_groups.done:
-        groups = hparams["groups"]
-        if clustering:
-            run_on_main(
-                stages.find_layer_groups,
-                kwargs={
-                    "teacher": teacher,
-                    "folder": hparams["layer_analysis_folder"],
-                    "calibration_csv": hparams["calibration_csv"],
-                    "num_groups": hparams["num_groups"],
-                    "linkage": hparams["linkage"],
-                    "measure": hparams["similarity_measure"],
-                    "minibatch_size": hparams["similarity_minibatch_size"],
-                    "utterances": hparams["calibration_utterances"],
-                    "batch_size": hparams["calibration_batch_size"],
-                    "max_seconds": hparams["calibration_max_seconds"],
-                    "max_frames_per_utterance": hparams["max_frames_per_utterance"],
-                    "seed": hparams["seed"],
-                    "teacher_name": str(hparams["teacher_source"]),
-                    "device": run_opts["device"] or "cpu",
-                    "progress": not run_opts["noprogressbar"],
-                },
-            )
-            groups = load_groups(Path(hparams["layer_analysis_folder"]) / "groups.json")
-        groups, student_layers = stages.configured_groups(
-            groups, hparams["student_layers"], teacher.num_hidden_states
-        )
-        layer_groups.finish(
-            {
-                "groups": groups,
-                "student_layers": student_layers,
-                "source": "clustering" if clustering else "configuration",
-            }
-        )
-    groups = layer_groups.summary["groups"]
-    student_layers = layer_groups.summary["student_layers"]
-    summary = {
-        "groups": groups,
-        "groups_source": layer_groups.summary["source"],
-        "student_layers": student_layers,
-        "duration_filter": train_data.duration_filter,
-    }
-    heads = hparams["heads"](
-        student_layers=student_layers, input_dim=teacher.config.hidden_size
-    )
-
-    if hparams["prune"]:
-        # 2. Distillation + structured pruning (hard-concrete gates, Lagrangian)
-        prune_stage = records.stage(
-            "prune",
-            settings={**hparams["prune_settings"], **run_settings},
-            inputs={
-                "layer_groups": layer_groups.fingerprint,
-                "teacher": teacher_weights,
-                **manifests,
+    # The stages: each fingerprints every setting but those it ignores
+    stage_flow = StageFlow(
+        StageRecords(Path(hparams["output_folder"]) / "stages", hparams["on_stale"]),
+        flow.run_settings(resolved_settings(hparams_file, overrides), run_opts),
+        {
+            "teacher": lambda: module_fingerprint(teacher),
+            **{
+                name: (lambda path=hparams[name]: file_fingerprint(path))
+                for name in ("train_csv", "valid_csv", "calibration_csv")
+                if name in hparams
             },
-            outputs=[
-                hparams["prune_checkpointer"].checkpoints_dir,
-                hparams["prune_hparams"]["history_path"],
-            ],
-        )
-        checkpointer = hparams["prune_checkpointer"]
-        checkpointer.add_recoverables({"heads": heads, **extra_modules})
-        if not prune_stage.done:
-            banner("distill + prune", f"{hparams['prune_steps']} steps")
-            brain = PruningDistillationBrain(
-                groups,
-                modules={
-                    "teacher": teacher,
-                    "student": hparams["student"],
-                    "heads": heads,
-                    "lagrangian": hparams["lagrangian"],
-                    **extra_modules,
-                },
-                opt_class=hparams["prune_opt_class"],
-                hparams=hparams["prune_hparams"],
-                run_opts=run_opts,
-                checkpointer=checkpointer,
-            )
-            brain.fit(hparams["prune_epoch_counter"], **fit_data)
-            stages.save_end_of_stage(checkpointer, brain)
-            prune_stage.finish(
-                {
-                    "expected_sparsity": float(
-                        brain.student.expected_sparsity().detach()
-                    ),
-                    "skipped_files": brain.sync_skipped(),
-                }
-            )
-        summary["expected_sparsity_after_pruning"] = prune_stage.summary[
-            "expected_sparsity"
-        ]
-        skipped = [prune_stage.summary["skipped_files"]]
-
-        # 3. Materialisation: the pruned student with physically smaller tensors
-        materialise = records.stage(
-            "materialise",
-            settings={},
-            inputs={"prune": prune_stage.fingerprint},
-            outputs=[hparams["pruned_student_folder"]],
-        )
-        if not materialise.done:
-            banner("materialise")
-            checkpointer.recover_if_possible()  # the end-of-stage weights
-            run_on_main(
-                stages.materialise,
-                args=[
-                    hparams["pruned_student_folder"],
-                    hparams["student"],
-                    heads,
-                    extra_modules,
-                    hparams["save_student"],
-                ],
-            )
-            materialise.finish({})
-        student_folder = hparams["pruned_student_folder"]
-        student_stage = materialise
-    else:
-        student_folder = hparams["initial_student_folder"]
-        student_stage = layer_groups
-        skipped = []
-
-    # 4. Final distillation, without the sparsity penalty
-    final_stage = records.stage(
-        "final",
-        settings={**hparams["final_settings"], **run_settings},
-        inputs={
-            "student": student_stage.fingerprint,
-            "teacher": teacher_weights,
-            **manifests,
         },
-        outputs=[
-            hparams["final_checkpointer"].checkpoints_dir,
-            hparams["final_hparams"]["history_path"],
-            *([] if hparams["prune"] else [student_folder]),
-        ],
+        flow.planned_stages(hparams["prune"]),
     )
-    if not hparams["prune"] and not (Path(student_folder) / "config.json").is_file():
-        run_on_main(
-            stages.save_student_folder,
-            args=[
-                student_folder,
-                hparams["student"],
-                heads,
-                extra_modules,
-                hparams["save_student"],
-            ],
+    groups = stage_flow.run(layer_groups_stage(hparams, run_opts))
+    student = initial_student(hparams, groups)
+    if hparams["prune"]:
+        student = stage_flow.run(
+            prune_stage(hparams, run_opts, fit_data), groups, student
         )
-    final_heads = hparams["heads"](
-        student_layers=student_layers, input_dim=teacher.config.hidden_size
-    )
-    final_student = stages.load_student_folder(
-        student_folder, final_heads, extra_modules, hparams["load_student"]
-    )
-    checkpointer = hparams["final_checkpointer"]
-    checkpointer.add_recoverables(
-        {"student": final_student, "heads": final_heads, **extra_modules}
-    )
-    if not final_stage.done:
-        banner("final distillation", f"{hparams['final_steps']} steps")
-        brain = DistillationBrain(
-            groups,
-            modules={
-                "teacher": teacher,
-                "student": final_student,
-                "heads": final_heads,
-                **extra_modules,
-            },
-            opt_class=hparams["final_opt_class"],
-            hparams=hparams["final_hparams"],
-            run_opts=run_opts,
-            checkpointer=checkpointer,
-        )
-        brain.fit(hparams["final_epoch_counter"], **fit_data)
-        stages.save_end_of_stage(checkpointer, brain)
-        stats = brain.last_valid_stats
-        final_stage.finish(
-            {
-                "valid_loss": stats.get("loss"),
-                "valid_fit": {k: stats.get(k) for k in ("mean_cosine", "mean_l1")},
-                "skipped_files": brain.sync_skipped(),
-            }
-        )
-    skipped.append(final_stage.summary["skipped_files"])
-
-    # 5. Export: the student folder, the report, then the export formats
-    export = records.stage(
-        "export",
-        settings={"export_formats": hparams.get("export_formats")},
-        inputs={"final": final_stage.fingerprint},
-        outputs=[hparams["export_folder"]],
-    )
-    if not export.done:
-        banner("export", str(hparams["export_folder"]))
-        checkpointer.recover_if_possible()  # the end-of-stage weights
-        run_on_main(
-            stages.export_student,
-            args=[
-                hparams["export_folder"],
-                final_student,
-                final_heads,
-                extra_modules,
-                hparams["save_student"],
-            ],
-        )
-
-    # Report (every run): sizes, sparsity reached, groups, losses, lost data
-    summary["final_valid_loss"] = final_stage.summary["valid_loss"]
-    summary["final_valid_fit"] = final_stage.summary["valid_fit"]
-    summary["loss_definition"] = describe_loss(
-        hparams["distill_loss"], hparams["auxiliary_loss"]
-    )
-    summary["command"] = shlex.join(["python", *sys.argv])
-    summary["training"] = stages.run_facts(
-        hparams["experiment_name"],
-        hparams["prune_steps"] if hparams["prune"] else None,
-        hparams["final_steps"],
-        hparams["train_splits"],
-    )
-    summary.update(
-        stages.data_losses(
-            merge_skipped(*skipped),
-            hparams["save_folder"],
-            None
-            if hparams["groups"]
-            else Path(hparams["layer_analysis_folder"]) / "groups.json",
-        )
-    )
+        student = stage_flow.run(materialise_stage(hparams), student)
+    student = stage_flow.run(final_stage(hparams, run_opts, fit_data), groups, student)
+    write = report_writer(hparams, stage_flow, groups, fit_data)
+    report = stage_flow.run(export_stage(hparams, write), groups, student)
     if if_main_process():
-        report = write_report(
-            output,
-            hparams["export_folder"],
-            teacher,
-            hparams["teacher_source"],
-            hparams.get("target_sparsity") if hparams["prune"] else None,
-            summary,
-        )
-        # Hugging Face, SpeechBrain and ONNX exports with their model cards.
-        if not export.done and hparams.get("export") is not None:
-            hparams["export"](hparams["export_folder"])
         print(format_summary(report))  # last, so that it ends the run's output
-    if not export.done:
-        export.finish({})
 
     # DDP: leave the process group before exit (gloo can abort a rank at exit)
     end_process_group()

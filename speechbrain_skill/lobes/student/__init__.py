@@ -1,6 +1,6 @@
 """Prunable SSL student (WavLM / HuBERT / wav2vec 2.0) with hard-concrete gates.
 
-Public API: :class:`PrunableSSLStudent` (``from_hf``, forward,
+Public API: :class:`PrunableSSLEncoder` (``from_hf``, forward,
 ``extract_features``, gates, expected parameter count, ``prune``),
 :class:`StudentConfig`, :class:`HardConcreteGate`, :func:`save_student` /
 :func:`load_student`, and the counting helpers.
@@ -19,14 +19,14 @@ from speechbrain_skill.lobes.student.masks import (
     leading_unit_masks,
     mask_dims,
 )
-from speechbrain_skill.lobes.student.materialize import materialize, pruned_config
-from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+from speechbrain_skill.lobes.student.materialise import materialise, pruned_config
+from speechbrain_skill.lobes.student.model import PrunableSSLEncoder
 from speechbrain_skill.lobes.student.param_count import count_params, num_params
 
 __all__ = [
     "STRUCTURES",
     "HardConcreteGate",
-    "PrunableSSLStudent",
+    "PrunableSSLEncoder",
     "StructureDims",
     "StudentConfig",
     "check_masks",
@@ -35,7 +35,7 @@ __all__ = [
     "leading_unit_masks",
     "load_student",
     "mask_dims",
-    "materialize",
+    "materialise",
     "num_params",
     "pruned_config",
     "save_student",

@@ -56,7 +56,7 @@ def active_units(gate):
 
 
 def head_rows(heads, head_dim):
-    """Row indices of the listed heads in a (num_heads * head_dim, ...) weight.
+    """Row indices of the listed heads in a weight of num_heads * head_dim rows.
 
     Example
     -------

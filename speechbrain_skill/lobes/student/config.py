@@ -23,7 +23,7 @@ class StudentConfigError(ValueError):
 
 @dataclass
 class StudentConfig:
-    """Architecture and pruning set-up of a :class:`PrunableSSLStudent`.
+    """Architecture and pruning set-up of a :class:`PrunableSSLEncoder`.
 
     Arguments
     ---------
@@ -148,6 +148,7 @@ class StudentConfig:
 
     def _validate(self):
         def fail(message):
+            """Raise the configuration error."""
             raise StudentConfigError(message)
 
         if self.model_type not in SUPPORTED_MODEL_TYPES:

@@ -10,13 +10,17 @@ from speechbrain_skill.lobes.frames import (
 
 
 class _ScaleGradient(torch.autograd.Function):
+    """Identity forward, gradient multiplied by ``scale`` backward."""
+
     @staticmethod
     def forward(ctx, x, scale):
+        """Identity (a view of ``x``)."""
         ctx.scale = scale
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
+        """The incoming gradient times ``scale``."""
         return grad * ctx.scale, None
 
 
@@ -54,7 +58,7 @@ def student_hidden_states(
 ):
     """All hidden states of a student's layers on waveforms of known lengths.
 
-    :class:`~speechbrain_skill.lobes.student.PrunableSSLStudent`, its Hugging
+    :class:`~speechbrain_skill.lobes.student.PrunableSSLEncoder`, its Hugging
     Face export and its ONNX export all compute their outputs here.
 
     Arguments
@@ -83,8 +87,8 @@ def student_hidden_states(
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("hubert", 32, 1, 4, 64, 16))
     >>> states, lens = student_hidden_states(student, student.config,
     ...     torch.randn(2, 8000), torch.tensor([8000, 4000]))
     >>> len(states), lens.tolist()

@@ -113,7 +113,7 @@ def import_hf_weights(student, hf_model):
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         Built from :func:`student_config_from_hf` of the same config (gates
         are left as initialised).
     hf_model : transformers.PreTrainedModel
@@ -121,11 +121,11 @@ def import_hf_weights(student, hf_model):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.hf_ssl import tiny_config
-    >>> from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+    >>> from speechbrain_skill.lobes.tiny_models import tiny_config
+    >>> from speechbrain_skill.lobes.student.model import PrunableSSLEncoder
     >>> from transformers import HubertModel
     >>> hf_model = HubertModel(tiny_config("hubert"))
-    >>> student = PrunableSSLStudent(student_config_from_hf(hf_model.config))
+    >>> student = PrunableSSLEncoder(student_config_from_hf(hf_model.config))
     >>> import_hf_weights(student, hf_model)
     >>> bool((student.feature_projection.projection.weight
     ...       == hf_model.feature_projection.projection.weight).all())
@@ -190,7 +190,7 @@ def student_from_hf(
 ):
     """Load a Hugging Face model and turn it into a student of class ``cls``.
 
-    See :meth:`PrunableSSLStudent.from_hf` for the arguments.
+    See :meth:`PrunableSSLEncoder.from_hf` for the arguments.
 
     Arguments
     ---------
@@ -207,15 +207,15 @@ def student_from_hf(
 
     Returns
     -------
-    PrunableSSLStudent
+    PrunableSSLEncoder
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.hf_ssl import tiny_config
-    >>> from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+    >>> from speechbrain_skill.lobes.tiny_models import tiny_config
+    >>> from speechbrain_skill.lobes.student.model import PrunableSSLEncoder
     >>> from transformers import Wav2Vec2Model
     >>> hf_model = Wav2Vec2Model(tiny_config("wav2vec2"))
-    >>> student = student_from_hf(PrunableSSLStudent, hf_model)
+    >>> student = student_from_hf(PrunableSSLEncoder, hf_model)
     >>> student.config.model_type, student.training
     ('wav2vec2', False)
     """

@@ -15,10 +15,10 @@ from speechbrain_skill.export.folder import (
     write_model_folder,
 )
 from speechbrain_skill.lobes.student.config import StudentConfig
-from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+from speechbrain_skill.lobes.student.model import PrunableSSLEncoder
 from speechbrain_skill.training.modules import unwrap
 
-ARCHITECTURE = "PrunableSSLStudent"
+ARCHITECTURE = "PrunableSSLEncoder"
 
 
 def save_student(model, directory, modules=None, files=None, readme=None):
@@ -26,7 +26,7 @@ def save_student(model, directory, modules=None, files=None, readme=None):
 
     Arguments
     ---------
-    model : PrunableSSLStudent
+    model : PrunableSSLEncoder
         The model (a DDP / DataParallel wrapper is unwrapped).
     directory : str or os.PathLike
         Created if needed; existing files of the same names are replaced.
@@ -47,7 +47,7 @@ def save_student(model, directory, modules=None, files=None, readme=None):
     -------
     >>> import os, tempfile
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    >>> path = save_student(PrunableSSLStudent(config), tempfile.mkdtemp())
+    >>> path = save_student(PrunableSSLEncoder(config), tempfile.mkdtemp())
     >>> sorted(os.listdir(path))
     ['config.json', 'model.safetensors']
     """
@@ -75,12 +75,12 @@ def load_student(directory, map_location="cpu"):
 
     Returns
     -------
-    PrunableSSLStudent
+    PrunableSSLEncoder
 
     Example
     -------
     >>> import tempfile
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("wavlm", 32, 1, 4, 64, 16))
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("wavlm", 32, 1, 4, 64, 16))
     >>> path = save_student(student, tempfile.mkdtemp())
     >>> load_student(path).config == student.config
     True
@@ -100,7 +100,7 @@ def load_student(directory, map_location="cpu"):
         raise ValueError(f"{directory} holds a '{architecture}', not a {ARCHITECTURE}.")
     config = StudentConfig.from_dict(document)
     state = load_file(str(weights_path), device=str(torch.device(map_location)))
-    model = PrunableSSLStudent(config)
+    model = PrunableSSLEncoder(config)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtype=dtypes.pop())

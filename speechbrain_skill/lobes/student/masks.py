@@ -154,7 +154,7 @@ def check_masks(config, masks):
     return full
 
 
-def _kept(mask, default):
+def _kept_count(mask, default):
     return default if mask is None else int((mask != 0).sum())
 
 
@@ -182,7 +182,7 @@ def mask_dims(config, masks):
     masks = check_masks(config, masks)
     base = config_dims(config)
     dims = StructureDims(
-        conv=[_kept(m, c) for m, c in zip(masks["conv"], base.conv)],
+        conv=[_kept_count(m, c) for m, c in zip(masks["conv"], base.conv)],
         heads=[],
         any_head=[],
         attention=[],
@@ -190,15 +190,17 @@ def mask_dims(config, masks):
         ffn=[],
     )
     for layer in range(config.num_layers):
-        attention = base.attention[layer] * _kept(masks["attention_layer"][layer], 1)
-        heads = attention * _kept(masks["heads"][layer], base.heads[layer])
+        attention = base.attention[layer] * _kept_count(
+            masks["attention_layer"][layer], 1
+        )
+        heads = attention * _kept_count(masks["heads"][layer], base.heads[layer])
         dims.attention.append(attention)
         dims.heads.append(heads)
         dims.any_head.append(int(heads > 0))
-        ffn = base.ffn[layer] * _kept(masks["ffn_layer"][layer], 1)
+        ffn = base.ffn[layer] * _kept_count(masks["ffn_layer"][layer], 1)
         dims.ffn.append(ffn)
         dims.ffn_units.append(
-            ffn * _kept(masks["ffn_units"][layer], base.ffn_units[layer])
+            ffn * _kept_count(masks["ffn_units"][layer], base.ffn_units[layer])
         )
     return dims
 
@@ -232,9 +234,11 @@ def leading_unit_masks(config, conv_channels=None, num_heads=None, ffn_dims=None
     """
 
     def per_layer(value, count):
+        """One value per layer (an int is repeated)."""
         return [value] * count if isinstance(value, int) else list(value)
 
     def leading(size, kept):
+        """A 0/1 mask whose first ``kept`` entries are 1."""
         mask = torch.zeros(size)
         mask[: min(kept, size)] = 1.0
         return mask

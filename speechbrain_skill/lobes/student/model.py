@@ -43,7 +43,7 @@ def check_hidden_state_zero(name):
     return name
 
 
-class PrunableSSLStudent(torch.nn.Module):
+class PrunableSSLEncoder(torch.nn.Module):
     """WavLM / HuBERT / wav2vec 2.0 student with optional hard-concrete gates.
 
     The forward pass has the contract of
@@ -70,7 +70,7 @@ class PrunableSSLStudent(torch.nn.Module):
     ...                                num_conv_pos_embeddings=16,
     ...                                num_conv_pos_embedding_groups=4,
     ...                                prune_heads=True, prune_ffn_units=True)
-    >>> student = PrunableSSLStudent(config).eval()
+    >>> student = PrunableSSLEncoder(config).eval()
     >>> hidden, frame_lens = student(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
     >>> hidden.shape, frame_lens.tolist()
     (torch.Size([3, 2, 49, 32]), [49, 24])
@@ -133,15 +133,15 @@ class PrunableSSLStudent(torch.nn.Module):
 
         Returns
         -------
-        PrunableSSLStudent
+        PrunableSSLEncoder
             In eval mode.
 
         Example
         -------
         >>> import tempfile
-        >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+        >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
         >>> path = save_tiny_model(tempfile.mkdtemp(), "hubert")
-        >>> student = PrunableSSLStudent.from_hf(path, prune_heads=True, num_layers=2)
+        >>> student = PrunableSSLEncoder.from_hf(path, prune_heads=True, num_layers=2)
         >>> student.config.num_layers, len(student.gate_parameters())
         (2, 2)
         """
@@ -181,7 +181,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> student.frame_lengths(torch.tensor([16000, 400])).tolist()
         [49, 1]
         """
@@ -228,7 +228,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> wavs, wav_lens = torch.randn(2, 8000), torch.tensor([1.0, 0.5])
         >>> hidden, lens = student.eval()(wavs, wav_lens)
         >>> hidden.shape, lens.tolist()
@@ -270,7 +270,7 @@ class PrunableSSLStudent(torch.nn.Module):
         >>> config = StudentConfig.uniform("hubert", 32, 3, 4, 64, 16,
         ...                                num_conv_pos_embeddings=16,
         ...                                num_conv_pos_embedding_groups=4)
-        >>> student = PrunableSSLStudent(config).eval()
+        >>> student = PrunableSSLEncoder(config).eval()
         >>> feats, lens = student.extract_features(torch.randn(1, 8000), layers=[0, -1])
         >>> len(feats), feats[1].shape
         (2, torch.Size([1, 24, 32]))
@@ -306,7 +306,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> list(student.named_gates())
         ['encoder.layers.0.attention.head_gate']
         """
@@ -329,7 +329,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> [p.shape for p in student.gate_parameters()]
         [torch.Size([4])]
         """
@@ -346,7 +346,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> from speechbrain_skill.lobes.student.param_count import num_params
         >>> sum(p.numel() for p in student.main_parameters()) == num_params(student)
         True
@@ -383,7 +383,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> masks = student.current_masks()
         >>> masks["heads"][0].shape, masks["conv"][0]
         (torch.Size([4]), None)
@@ -405,7 +405,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> dims = student.expected_dims()
         >>> round(float(dims.heads[0]), 2), dims.ffn_units
         (3.99, [64])
@@ -414,6 +414,7 @@ class PrunableSSLStudent(torch.nn.Module):
         config = self.config
 
         def probs(gate):
+            """Keep probabilities of a gate's units, in float64."""
             return gate.keep_probability().double()
 
         dims = StructureDims([], [], [], [], [], [])
@@ -462,7 +463,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> expected = student.expected_num_params()
         >>> expected.requires_grad, expected.item() < student.config.unpruned_num_params
         (True, True)
@@ -482,7 +483,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> 0.0 < student.expected_sparsity().item() < 0.01
         True
         """
@@ -505,7 +506,7 @@ class PrunableSSLStudent(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> masks = {"heads": [torch.tensor([1.0, 0.0, 0.0, 0.0])]}
         >>> student.config.unpruned_num_params - student.num_params_for_masks(masks)
         3144
@@ -525,21 +526,21 @@ class PrunableSSLStudent(torch.nn.Module):
 
         Returns
         -------
-        PrunableSSLStudent
+        PrunableSSLEncoder
             A new model (same device and dtype, eval mode).
 
         Example
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> small = student.prune({"heads": [torch.tensor([1.0, 0.0, 0.0, 0.5])]})
         >>> small.config.attention_heads, small.named_gates()
         ([[0, 3]], {})
         """
-        from speechbrain_skill.lobes.student.materialize import materialize
+        from speechbrain_skill.lobes.student.materialise import materialise
 
-        return materialize(self, masks)
+        return materialise(self, masks)
 
     def extra_repr(self):
         """Summary of the config shown by ``print(model)``."""

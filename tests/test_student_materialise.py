@@ -5,7 +5,7 @@ import torch
 from student_helpers import PRE_LN, hf_hidden_states, padded_batch, random_hf_model
 
 from speechbrain_skill.lobes.student import (
-    PrunableSSLStudent,
+    PrunableSSLEncoder,
     leading_unit_masks,
     num_params,
 )
@@ -16,7 +16,7 @@ STRUCTURES = ["conv", "heads", "attention_layer", "ffn_units", "ffn_layer"]
 
 def gated_student(hf_model, structure, seed=0):
     """Student with one gated structure, gates drawn so that some units go."""
-    student = PrunableSSLStudent.from_hf(hf_model, **{f"prune_{structure}": True})
+    student = PrunableSSLEncoder.from_hf(hf_model, **{f"prune_{structure}": True})
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for param in student.gate_parameters():
@@ -117,7 +117,7 @@ def test_wavlm_pruned_heads_keep_their_relative_position_bias():
             for head in set(range(4)) - set(heads):
                 columns = slice(head * head_dim, (head + 1) * head_dim)
                 layer.attention.out_proj.weight[:, columns] = 0.0
-    student = PrunableSSLStudent.from_hf(hf_model)
+    student = PrunableSSLEncoder.from_hf(hf_model)
     masks = {
         "heads": [
             torch.tensor([1.0 if h in heads else 0.0 for h in range(4)])
@@ -134,7 +134,7 @@ def test_wavlm_pruned_heads_keep_their_relative_position_bias():
     relabelled = pruned.config.with_updates(
         attention_heads=[list(range(len(h))) for h in kept_heads]
     )
-    wrong = PrunableSSLStudent(relabelled).eval()
+    wrong = PrunableSSLEncoder(relabelled).eval()
     wrong.load_state_dict(pruned.state_dict())
     assert (outputs(wrong, wavs, wav_lens) - expected).abs().max().item() > 1e-2
 
@@ -142,7 +142,7 @@ def test_wavlm_pruned_heads_keep_their_relative_position_bias():
 def test_removed_blocks_keep_layer_working():
     """Whole attention / FFN blocks removed: residual and LayerNorms remain."""
     hf_model = random_hf_model("hubert")
-    student = PrunableSSLStudent.from_hf(
+    student = PrunableSSLEncoder.from_hf(
         hf_model, prune_attention_layer=True, prune_ffn_layer=True
     )
     with torch.no_grad():
@@ -159,7 +159,7 @@ def test_removed_blocks_keep_layer_working():
 
 
 def test_prune_without_gates_is_an_identity_copy(tiny_hubert):
-    student = PrunableSSLStudent.from_hf(tiny_hubert)
+    student = PrunableSSLEncoder.from_hf(tiny_hubert)
     copy = student.prune()
     assert copy is not student
     assert copy.config == student.config
@@ -168,7 +168,7 @@ def test_prune_without_gates_is_an_identity_copy(tiny_hubert):
 
 
 def test_leading_unit_masks_materialise_requested_dims():
-    student = PrunableSSLStudent.from_hf(random_hf_model("wavlm"))
+    student = PrunableSSLEncoder.from_hf(random_hf_model("wavlm"))
     masks = leading_unit_masks(
         student.config, conv_channels=8, num_heads=2, ffn_dims=10
     )
@@ -181,7 +181,7 @@ def test_leading_unit_masks_materialise_requested_dims():
 
 
 def test_prune_refuses_to_remove_a_whole_conv_layer():
-    student = PrunableSSLStudent.from_hf(random_hf_model("hubert"))
+    student = PrunableSSLEncoder.from_hf(random_hf_model("hubert"))
     masks = leading_unit_masks(
         student.config, conv_channels=[16, 0, 16, 16, 16, 16, 16]
     )

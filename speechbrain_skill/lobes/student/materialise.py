@@ -16,7 +16,7 @@ import torch
 from speechbrain_skill.lobes.student.masks import check_masks
 
 
-def _kept(mask, size, device):
+def _kept_units(mask, size, device):
     """Indices and values of the kept units of a mask (None keeps all with value 1)."""
     if mask is None:
         return torch.arange(size, device=device), torch.ones(size, device=device)
@@ -98,7 +98,7 @@ def _copy_conv(source, target, masks):
         target.feature_extractor.conv_layers,
         masks["conv"],
     ):
-        out_index, out_values = _kept(mask, layer.conv.out_channels, device)
+        out_index, out_values = _kept_units(mask, layer.conv.out_channels, device)
         weight = layer.conv.weight[out_index]
         if in_index is not None:
             weight = weight[:, in_index] * in_values.view(1, -1, 1)
@@ -129,7 +129,7 @@ def _copy_attention(attention, new_attention, head_mask, block_value):
         new_attention.out_bias.copy_(attention.out_bias * block_value)
         return
     device = attention.out_proj.weight.device
-    head_index, head_values = _kept(head_mask, attention.num_heads, device)
+    head_index, head_values = _kept_units(head_mask, attention.num_heads, device)
     if new_attention.num_heads == 0:
         new_attention.out_bias.copy_(attention.out_proj.bias * block_value)
         return
@@ -160,7 +160,7 @@ def _copy_feed_forward(ffn, new_ffn, unit_mask, block_value):
         new_ffn.out_bias.copy_(ffn.output_dense.bias * block_value)
         return
     device = ffn.output_dense.weight.device
-    index, values = _kept(unit_mask, ffn.ffn_dim, device)
+    index, values = _kept_units(unit_mask, ffn.ffn_dim, device)
     new_ffn.intermediate_dense.weight.copy_(ffn.intermediate_dense.weight[index])
     new_ffn.intermediate_dense.bias.copy_(ffn.intermediate_dense.bias[index])
     new_ffn.output_dense.weight.copy_(
@@ -190,19 +190,19 @@ def _copy_layer(layer, new_layer, masks, index):
             new_norm.load_state_dict(getattr(layer, name).state_dict())
 
 
-def materialize(student, masks=None):
+def materialise(student, masks=None):
     """Build the physically pruned model that ``student`` computes under ``masks``.
 
     Arguments
     ---------
-    student : PrunableSSLStudent
+    student : PrunableSSLEncoder
         Source model (left unchanged).
     masks : dict, optional
         Deterministic masks; default: ``student.current_masks()``.
 
     Returns
     -------
-    PrunableSSLStudent
+    PrunableSSLEncoder
         A gate-free model on the same device and dtype, in eval mode. Its
         ``sum(p.numel())`` equals ``student.num_params_for_masks(masks)``.
 
@@ -211,12 +211,12 @@ def materialize(student, masks=None):
     >>> import torch
     >>> from speechbrain_skill.lobes.student.config import StudentConfig
     >>> from speechbrain_skill.lobes.student.masks import leading_unit_masks
-    >>> from speechbrain_skill.lobes.student.model import PrunableSSLStudent
+    >>> from speechbrain_skill.lobes.student.model import PrunableSSLEncoder
     >>> from speechbrain_skill.lobes.student.param_count import num_params
     >>> config = StudentConfig.uniform("hubert", 32, 2, 4, 64, 16)
-    >>> student = PrunableSSLStudent(config)
+    >>> student = PrunableSSLEncoder(config)
     >>> masks = leading_unit_masks(config, num_heads=2, ffn_dims=16)
-    >>> small = materialize(student, masks)
+    >>> small = materialise(student, masks)
     >>> num_params(small) == student.num_params_for_masks(masks)
     True
     """
