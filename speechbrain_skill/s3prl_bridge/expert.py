@@ -22,9 +22,9 @@ def downsample_rate(model):
 
     Example
     -------
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16)
-    >>> downsample_rate(PrunableSSLStudent(config))
+    >>> downsample_rate(PrunableSSLEncoder(config))
     320
     """
     config = model.config
@@ -55,7 +55,7 @@ class UpstreamExpert(torch.nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_skill.lobes.hf_ssl import save_tiny_model
+    >>> from speechbrain_skill.lobes.tiny_models import save_tiny_model
     >>> expert = UpstreamExpert(save_tiny_model(tempfile.mkdtemp(), "hubert"))
     >>> out = expert([torch.randn(16000), torch.randn(8000)])
     >>> len(out["hidden_states"]), tuple(out["hidden_states"][-1].shape)
