@@ -51,6 +51,7 @@ from speechbrain_skill.training.batch_skipping import (
 )
 from speechbrain_skill.training.compile import compile_forward
 from speechbrain_skill.training.lr_schedule import set_scheduled_lrs
+from speechbrain_skill.training.mixed_precision import step_together
 from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.progress import StepBudgetProgress
 
@@ -111,7 +112,11 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
             student_wavs, wav_lens, hidden_state_zero=state_zero
         )
         predictions = self.modules.heads(student_hidden)
-        predictions, targets = align_frames(predictions, targets.to(predictions.dtype))
+        # Targets are compared in fp32 at least, never rounded to the
+        # predictions' autocast dtype.
+        if targets.dtype not in (torch.float32, torch.float64):
+            targets = targets.float()
+        predictions, targets = align_frames(predictions, targets)
         mask = lengths_to_mask(frame_lens, predictions.shape[2])
         return {
             "predictions": predictions,
@@ -231,12 +236,14 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         The references clip the norm of all trained parameters together
         (Lightning for DPHuBERT: weights, log_alpha and multipliers; s3prl
         for DistilHuBERT); SpeechBrain's default clips the first parameter
-        group of each optimizer on its own.
+        group of each optimizer on its own. Under fp16 all optimizers skip a
+        step with a non-finite gradient together
+        (:func:`~speechbrain_skill.training.mixed_precision.step_together`).
         """
         valid = self.freeze_optimizers(self.optimizers_dict)
         for optimizer in valid.values():
             self.scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(
+        total_norm = torch.nn.utils.clip_grad_norm_(
             [
                 p
                 for optimizer in valid.values()
@@ -247,9 +254,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         )
         if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
             self.check_gradients()
-        for optimizer in valid.values():
-            self.scaler.step(optimizer)
-        self.scaler.update()
+        step_together(self.scaler, valid.values(), total_norm)
         for optimizer in valid.values():
             optimizer.zero_grad(set_to_none=True)
         self.optimizer_step += 1

@@ -210,7 +210,7 @@ class SelfAttention(torch.nn.Module):
             return self.out_bias.expand_as(x)
         gate = kept = rows = None
         if self.head_gate is not None:
-            gate = self.head_gate().to(x.dtype)
+            gate = self.head_gate()
             kept = active_units(gate)
             if kept is not None:
                 gate = gate.index_select(0, kept)
@@ -233,7 +233,7 @@ class SelfAttention(torch.nn.Module):
             scale=self.head_dim**-0.5,
         )
         if gate is not None:
-            context = context * gate.view(1, -1, 1, 1)
+            context = context * gate.view(1, -1, 1, 1).to(context.dtype)
         batch, _, frames, _ = context.shape
         context = context.transpose(1, 2).reshape(batch, frames, -1)
         if rows is None:

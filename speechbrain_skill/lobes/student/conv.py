@@ -114,7 +114,7 @@ class ConvLayer(torch.nn.Module):
         >>> out.shape, kept
         (torch.Size([1, 6, 4]), None)
         """
-        gate = None if self.channel_gate is None else self.channel_gate().to(x.dtype)
+        gate = None if self.channel_gate is None else self.channel_gate()
         out_kept = None
         if gate is not None and skip_outputs and self.norm_type != "layer":
             out_kept = active_units(gate)
@@ -145,7 +145,8 @@ class ConvLayer(torch.nn.Module):
         if gate is not None:
             if out_kept is not None:
                 gate = gate.index_select(0, out_kept)
-            x = x * gate.unsqueeze(-1)
+            # In the activations' dtype: an fp32 gate would upcast them (autocast).
+            x = x * gate.to(x.dtype).unsqueeze(-1)
         return x, out_kept
 
 

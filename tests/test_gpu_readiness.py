@@ -1,0 +1,193 @@
+"""What a GPU run needs, tested on CPU (issue 26).
+
+Dtype flows use :class:`cuda_autocast.EmulatedCudaAutocast` (CUDA autocast's
+op lists on CPU): targets and losses stay fp32, gated activations stay in
+the autocast dtype. The GradScaler rule is tested with a CPU GradScaler and
+an injected inf gradient.
+"""
+
+import pytest
+import speechbrain as sb
+import torch
+from cuda_autocast import EmulatedCudaAutocast
+from student_helpers import tiny_student_config
+
+from speechbrain_skill.data.dataio import AudioBatch
+from speechbrain_skill.distillation.brains import PruningDistillationBrain
+from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
+from speechbrain_skill.distillation.losses import DistillationLoss
+from speechbrain_skill.lobes.heads import LayerProjections
+from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
+
+HALF = [torch.float16, torch.bfloat16]
+# Where an fp32 tensor may meet a half one (CUDA does the same): the residual
+# stream (LayerNorm outputs are fp32) and the channel scale before the
+# projection LayerNorm.
+ALLOWED_UPCASTS = {
+    "encoder.py:EncoderLayer.forward",
+    "conv.py:FeatureProjection.forward",
+}
+
+
+def test_emulator_follows_cuda_lists():
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    with EmulatedCudaAutocast(torch.float16) as mode:
+        y = torch.nn.functional.linear(x, w)
+        assert y.dtype == torch.float16
+        assert torch.nn.functional.layer_norm(y, (5,)).dtype == torch.float32
+        assert y.sum().dtype == torch.float32
+        assert torch.softmax(y, -1).dtype == torch.float32
+        assert torch.cat([y, x @ w.T.float()]).dtype == torch.float16
+        assert torch.cat([y, torch.randn(3, 5)]).dtype == torch.float32
+        assert (y * torch.ones(5)).dtype == torch.float32
+        assert torch.nn.functional.gelu(y).dtype == torch.float16
+        assert x.double().matmul(w.double().T).dtype == torch.float64
+    assert sum(mode.upcasts.values()) == 1
+    assert mode.lower_calls[0] == ("linear", torch.float32, torch.float16)
+
+
+def all_gates_student(model_type, close_half=False):
+    config = tiny_student_config(
+        model_type,
+        prune_conv=True,
+        prune_heads=True,
+        prune_ffn_units=True,
+        prune_attention_layer=True,
+        prune_ffn_layer=True,
+        ffn_unit_gate_init_drop_rate=0.01,
+    )
+    student = PrunableSSLStudent(config).train()
+    if close_half:  # exact zeros: the unit-skipping path
+        with torch.no_grad():
+            for gate in student.named_gates().values():
+                if gate.num_units > 1:
+                    gate.log_alpha[: gate.num_units // 2] = -100.0
+    return student
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("model_type", ["hubert", "wavlm"])
+@pytest.mark.parametrize("close_half", [False, True])
+def test_gated_activations_stay_in_the_autocast_dtype(dtype, model_type, close_half):
+    torch.manual_seed(0)
+    student = all_gates_student(model_type, close_half)
+    ffn_inputs = []
+    for layer in student.encoder.layers:
+        layer.feed_forward.output_dense.register_forward_pre_hook(
+            lambda module, args: ffn_inputs.append(args[0].dtype)
+        )
+    wavs, wav_lens = torch.randn(2, 8000), torch.tensor([1.0, 0.7])
+    with EmulatedCudaAutocast(dtype) as mode:
+        features = student.feature_extractor(wavs)
+        hidden, _ = student(wavs, wav_lens)
+    # Every gated conv output, the last one included, in the autocast dtype.
+    assert features.dtype == dtype
+    assert set(mode.upcasts) <= ALLOWED_UPCASTS, mode.upcasts
+    assert all(d == dtype for d in ffn_inputs)
+    # Hidden states are LayerNorm outputs: fp32, as on CUDA.
+    assert hidden.dtype == torch.float32
+
+
+def batch(seconds=0.5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    samples = int(16000 * seconds)
+    return AudioBatch(
+        [
+            {"id": "a", "sig": 0.1 * torch.randn(samples, generator=generator)},
+            {"id": "b", "sig": 0.1 * torch.randn(samples // 2, generator=generator)},
+        ]
+    )
+
+
+def pruning_brain(teacher_path, max_grad_norm=10.0, **run_opts):
+    torch.manual_seed(0)
+    hparams = dict(
+        distill_loss=DistillationLoss(),
+        gate_opt_class=lambda p: torch.optim.AdamW(p, lr=0.02, weight_decay=0.0),
+        lambda_opt_class=lambda p: torch.optim.AdamW(
+            p, lr=0.02, weight_decay=0.0, maximize=True
+        ),
+        lr_annealing=None,
+        log_interval=10**6,
+    )
+    modules = {
+        "teacher": FrozenSSLTeacher(teacher_path),
+        "student": PrunableSSLStudent.from_hf(
+            teacher_path, prune_heads=True, prune_ffn_units=True
+        ).train(),
+        "heads": LayerProjections([0, 2, 4], 32),
+        "lagrangian": SparsityLagrangian(0.5, 5),
+    }
+    return PruningDistillationBrain(
+        [[0], [2], [4]],
+        modules=modules,
+        opt_class=lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.0),
+        hparams=hparams,
+        run_opts={"max_grad_norm": max_grad_norm, **run_opts},
+    )
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_targets_and_losses_stay_fp32(tiny_hubert, dtype):
+    brain = pruning_brain(tiny_hubert)
+    with EmulatedCudaAutocast(dtype):
+        outputs = brain.compute_forward(batch(), sb.Stage.TRAIN)
+        loss = brain.compute_objectives(outputs, batch(), sb.Stage.TRAIN)
+    targets = outputs["targets"]
+    assert outputs["predictions"].dtype == dtype  # the heads are Linear layers
+    assert targets.dtype == torch.float32
+    # The targets keep fp32 precision: rounding them to the autocast dtype
+    # changes most of them (it changed none before: they were rounded).
+    rounded = targets.to(dtype).float()
+    assert (rounded != targets).float().mean() > 0.5
+    assert loss.dtype in (torch.float32, torch.float64)  # + the fp64 Lagrangian
+    # The reported fit is that of the fp32 targets (to fp32 summation order).
+    pred = outputs["predictions"].double()
+    l1 = (pred[0] - targets[0].double())[outputs["mask"]].abs().mean()
+    assert float(brain.last_parts["l1_0"]) == pytest.approx(float(l1), rel=1e-5)
+
+
+def param_snapshot(brain):
+    return {
+        name: [p.detach().clone() for g in opt.param_groups for p in g["params"]]
+        for name, opt in brain.optimizers_dict.items()
+    }
+
+
+def adam_steps(brain):
+    counts = []
+    for opt in brain.optimizers_dict.values():
+        states = [opt.state[p] for g in opt.param_groups for p in g["params"]]
+        counts.append(sorted({int(s.get("step", 0)) for s in states}))
+    return counts
+
+
+def test_scaler_skips_every_optimizer_together(tiny_hubert):
+    brain = pruning_brain(tiny_hubert)
+    brain.on_fit_start()
+    brain.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    brain.fit_batch(batch())
+    assert adam_steps(brain) == [[1], [1], [1]]
+    # An inf in one main weight's gradient only, at the next step.
+    weight = brain.student.encoder.layers[0].feed_forward.output_dense.weight
+    handle = weight.register_hook(
+        lambda grad: grad.index_fill(0, torch.tensor([0]), float("inf"))
+    )
+    before = param_snapshot(brain)
+    brain.fit_batch(batch(seed=1))
+    handle.remove()
+    after = param_snapshot(brain)
+    for name in before:  # weights, gates and multipliers: none moved
+        for old, new in zip(before[name], after[name]):
+            assert torch.equal(old, new), name
+    assert adam_steps(brain) == [[1], [1], [1]]
+    assert brain.scaler.get_scale() == 2.0**9
+    brain.fit_batch(batch(seed=2))
+    assert adam_steps(brain) == [[2], [2], [2]]
+    moved = param_snapshot(brain)
+    assert all(
+        not torch.equal(a, b)
+        for name in after
+        for a, b in zip(after[name][:1], moved[name][:1])
+    )
