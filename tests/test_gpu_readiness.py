@@ -191,3 +191,66 @@ def test_scaler_skips_every_optimizer_together(tiny_hubert):
         for name in after
         for a, b in zip(after[name][:1], moved[name][:1])
     )
+
+
+class MatmulDtypes(torch.overrides.TorchFunctionMode):
+    """Record the dtype and size of every matrix product."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if getattr(func, "__name__", "") in ("matmul", "__matmul__", "mm", "bmm"):
+            self.dtypes.append((out.dtype, out.numel()))
+        return out
+
+
+def deep_model_frames(states=7, frames=3000, dim=48, seed=0):
+    """Frames of layers that drift apart, with a few large-mean channels (as SSL)."""
+    generator = torch.Generator().manual_seed(seed)
+    layer = torch.randn(frames, dim, generator=generator)
+    layers = []
+    for _ in range(states):
+        mix = torch.randn(dim, dim, generator=generator) / dim**0.5
+        noise = torch.randn(frames, dim, generator=generator)
+        layer = torch.tanh(layer @ mix) + 0.3 * noise
+        shifted = layer.clone()
+        shifted[:, :3] += 40.0
+        layers.append(shifted)
+    return torch.stack(layers)
+
+
+# Stated tolerance of float32 products with float64 running sums, against
+# float64 products: absolute, on CKA values in [0, 1].
+CKA_FLOAT32_TOLERANCE = {"cka": 1e-6, "cka_minibatch": 1e-6}  # measured: 9e-9, 6e-10
+
+
+@pytest.mark.parametrize("measure", ["cka", "cka_minibatch"])
+def test_cka_products_are_float32_with_float64_sums(measure):
+    from speechbrain_skill.layer_groups.accumulators import make_accumulator
+
+    frames = deep_model_frames()
+    options = {"minibatch_size": 500} if measure == "cka_minibatch" else {}
+    fast = make_accumulator(measure, **options)
+    exact = make_accumulator(measure, product_dtype=torch.float64, **options)
+    with MatmulDtypes() as recorded:
+        for chunk in frames.split(700, dim=1):
+            fast.update(chunk)
+        fast_matrix = fast.compute()
+    # The dim x dim (cka) / Gram (cka_minibatch) products run in float32
+    # (those of states x states outputs, from the sums, may be float64)...
+    big = [dtype for dtype, size in recorded.dtypes if size > frames.shape[0] ** 2]
+    assert len(big) >= 6 and set(big) == {torch.float32}
+    # ... and the sums they feed are float64.
+    if measure == "cka":
+        assert all(c.dtype == torch.float64 for c in fast._cross.values())
+    else:
+        assert fast._hsic_sum.dtype == torch.float64
+    for chunk in frames.split(700, dim=1):
+        exact.update(chunk.double())
+    exact_matrix = exact.compute()
+    assert 0.05 < exact_matrix.min() < 0.95  # layers do differ
+    error = float(abs(fast_matrix - exact_matrix).max())
+    assert error < CKA_FLOAT32_TOLERANCE[measure], error
