@@ -6,6 +6,8 @@ the autocast dtype. The GradScaler rule is tested with a CPU GradScaler and
 an injected inf gradient.
 """
 
+from types import SimpleNamespace
+
 import pytest
 import speechbrain as sb
 import torch
@@ -254,3 +256,48 @@ def test_cka_products_are_float32_with_float64_sums(measure):
     assert 0.05 < exact_matrix.min() < 0.95  # layers do differ
     error = float(abs(fast_matrix - exact_matrix).max())
     assert error < CKA_FLOAT32_TOLERANCE[measure], error
+
+
+def test_host_syncs_per_training_step(tiny_hubert):
+    """One wait for the gates' zeros, SpeechBrain's copy of the loss, nothing else.
+
+    Before: a ``nonzero`` per gated module, a ``float()`` per loss part, the
+    sparsity and the penalty, and SpeechBrain's device-side finiteness check.
+    """
+    from host_syncs import HostSyncCounter
+
+    brain = pruning_brain(tiny_hubert)
+    brain.on_fit_start()
+    brain.avg_train_loss = 0.0
+    counts = []
+    for step in (1, 2, 3):
+        brain.step = step  # as SpeechBrain's fit loop: fit_batch, update_average
+        with HostSyncCounter() as counter:
+            loss = brain.fit_batch(batch(seed=step))
+            brain.avg_train_loss = brain.update_average(loss, brain.avg_train_loss)
+        counts.append(dict(counter.sites))
+    for sites in counts:
+        assert sum(sites.values()) == 2, sites
+        assert any(site.startswith("active_units.py:planned_gates") for site in sites)
+        assert any(site.startswith("core.py:Brain.fit_batch") for site in sites)
+    # Logging reads every statistic in one transfer.
+    logged = []
+    brain.hparams.train_logger = SimpleNamespace(
+        log_stats=lambda **kwargs: logged.append(kwargs["train_stats"])
+    )
+    brain.hparams.log_interval = 1
+    brain.step = 4
+    with HostSyncCounter() as counter:
+        brain.fit_batch(batch(seed=4))
+    assert sum(counter.sites.values()) == 3, counter.sites
+    assert any("host_floats" in site for site in counter.sites)
+    assert {"loss", "l1_0", "expected_sparsity", "lambda1"} <= set(logged[0])
+    assert all(isinstance(v, float) for v in logged[0].values())
+
+
+def test_non_finite_loss_is_still_counted_on_the_host(tiny_hubert):
+    brain = pruning_brain(tiny_hubert)
+    brain.nonfinite_count = 0
+    brain.step = 1
+    brain.update_average(torch.tensor(float("nan")), 0.0)
+    assert brain.nonfinite_count == 1

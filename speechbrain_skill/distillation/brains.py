@@ -58,6 +58,22 @@ from speechbrain_skill.training.progress import StepBudgetProgress
 logger = logging.getLogger(__name__)
 
 
+def host_floats(stats):
+    """Statistics with every tensor read on the host in ONE transfer (for logging).
+
+    Example
+    -------
+    >>> host_floats({"loss": torch.tensor(0.5), "lr": 1e-3, "l1_0": torch.tensor(2.0)})
+    {'loss': 0.5, 'lr': 0.001, 'l1_0': 2.0}
+    """
+    keys = [key for key, value in stats.items() if torch.is_tensor(value)]
+    if not keys:
+        return dict(stats)
+    values = torch.stack([stats[k].detach().double().reshape(()) for k in keys])
+    floats = dict(zip(keys, values.cpu().tolist()))
+    return {key: floats.get(key, value) for key, value in stats.items()}
+
+
 class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
     """Distil a student from a frozen teacher's (grouped) hidden states.
 
@@ -132,7 +148,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         loss, parts = self.hparams.distill_loss(
             outputs["predictions"].float(), outputs["targets"].float(), outputs["mask"]
         )
-        parts["distill_loss"] = float(loss.detach())
+        parts["distill_loss"] = loss.detach()
         auxiliary = getattr(self.hparams, "auxiliary_loss", None)
         if auxiliary is not None:
             extra, extra_parts = auxiliary(self.modules, outputs, stage)
@@ -281,8 +297,23 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         if not should_step:
             return
         if self.optimizer_step % self.hparams.log_interval == 0:
-            stats = {"loss": float(loss.detach()), **self.step_statistics()}
-            self.log_step(stats)
+            stats = {"loss": loss.detach(), **self.step_statistics()}
+            self.log_step(host_floats(stats))
+
+    def check_loss_isfinite(self, loss):
+        """Defer SpeechBrain's non-finite loss check to the host copy of the loss.
+
+        SpeechBrain checks the scaled loss on the device before ``backward``,
+        a host sync every step; the same check runs in :meth:`update_average`
+        on the loss that ``fit_batch`` already copied to the host (a loss is
+        finite exactly when its scaled value is, unless the scale overflows,
+        which the GradScaler handles itself).
+        """
+
+    def update_average(self, loss, avg_loss):
+        """SpeechBrain's running average, after the deferred non-finite check."""
+        super().check_loss_isfinite(loss)
+        return super().update_average(loss, avg_loss)
 
     def step_statistics(self):
         """Statistics logged every ``log_interval`` steps (extended by subclasses)."""
@@ -339,7 +370,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         if not batches:
             return {}
         return {
-            key: round(self.fit_sums[key] / batches, 4)
+            key: round(float(self.fit_sums[key]) / batches, 4)
             for key in ("mean_cosine", "mean_l1")
         }
 
@@ -368,9 +399,9 @@ class PruningDistillationBrain(DistillationBrain):
         expected = self.student.expected_sparsity()
         penalty, target = self.modules.lagrangian(expected, self.optimizer_step)
         self.last_parts.update(
-            expected_sparsity=float(expected.detach()),
+            expected_sparsity=expected.detach(),
             target_sparsity=target,
-            penalty=float(penalty.detach()),
+            penalty=penalty.detach(),
         )
         if stage != sb.Stage.TRAIN:
             return loss
@@ -402,9 +433,9 @@ class PruningDistillationBrain(DistillationBrain):
         stats = super().step_statistics()
         lagrangian = unwrap(self.modules.lagrangian)
         with torch.no_grad():
-            stats["expected_params"] = float(self.student.expected_num_params())
-        stats["lambda1"] = float(lagrangian.lambda1.detach())
-        stats["lambda2"] = float(lagrangian.lambda2.detach())
+            stats["expected_params"] = self.student.expected_num_params()
+        stats["lambda1"] = lagrangian.lambda1.detach()
+        stats["lambda2"] = lagrangian.lambda2.detach()
         return stats
 
     def epoch_statistics(self):

@@ -14,11 +14,27 @@ Gathering copies weights, so it pays only when enough units are zero:
 :func:`active_units` returns None (compute everything) unless at most
 :data:`MAX_KEPT_FRACTION` of the units are non-zero. Under ``torch.compile``
 it always returns None (the kept count is data-dependent).
+
+Finding the non-zero units makes the host wait for the GPU (a data-dependent
+shape). :func:`planned_gates` samples every gate of a forward pass at its
+start and reads all their zeros in ONE device-to-host copy, instead of one
+wait per gated module.
 """
+
+import contextlib
 
 import torch
 
 MAX_KEPT_FRACTION = 0.75
+
+
+def _select(kept, num_units):
+    """Apply the skipping rule to the indices of the non-zero units."""
+    if kept.numel() > MAX_KEPT_FRACTION * num_units:
+        return None
+    if kept.numel() == 0:
+        return kept.new_zeros(1)
+    return kept
 
 
 def active_units(gate):
@@ -47,12 +63,64 @@ def active_units(gate):
     """
     if torch.compiler.is_compiling():
         return None
-    kept = gate.detach().nonzero().squeeze(1)
-    if kept.numel() > MAX_KEPT_FRACTION * gate.numel():
-        return None
-    if kept.numel() == 0:
-        return kept.new_zeros(1)
-    return kept
+    return _select(gate.detach().nonzero().squeeze(1), gate.numel())
+
+
+@contextlib.contextmanager
+def planned_gates(gates):
+    """Sample the gates once and find all their non-zero units with one host sync.
+
+    Inside the context each gate returns its planned value (the same sample
+    at every call) and :meth:`HardConcreteGate.value_and_units` its planned
+    units; the plan is dropped on exit.
+
+    Arguments
+    ---------
+    gates : list of HardConcreteGate
+        The gates of one forward pass, in the order the pass uses them.
+
+    Example
+    -------
+    >>> from speechbrain_skill.lobes.student.hard_concrete import HardConcreteGate
+    >>> gate = HardConcreteGate(4)
+    >>> with torch.no_grad():
+    ...     _ = gate.log_alpha.copy_(torch.tensor([30.0, -30.0, -30.0, -30.0]))
+    >>> with planned_gates([gate]):
+    ...     value, kept = gate.value_and_units()
+    ...     same = gate() is value
+    >>> value.tolist(), kept.tolist(), same, gate.planned
+    ([1.0, 0.0, 0.0, 0.0], [0], True, None)
+    """
+    if torch.compiler.is_compiling() or not gates:
+        yield
+        return
+    values = [gate() for gate in gates]
+    flat = torch.cat([value.detach().reshape(-1) for value in values])
+    nonzero = (flat != 0).cpu()  # the one host sync
+    kept, offset = [], 0
+    for value in values:
+        size = value.numel()
+        kept.append(_select(nonzero[offset : offset + size].nonzero().squeeze(1), size))
+        offset += size
+    if flat.device.type != "cpu":
+        kept = _to_device(kept, flat.device)
+    try:
+        for gate, value, units in zip(gates, values, kept):
+            gate.planned = (value, units)
+        yield
+    finally:
+        for gate in gates:
+            gate.planned = None
+
+
+def _to_device(kept, device):
+    """Move host index tensors to ``device`` in one asynchronous copy."""
+    present = [units for units in kept if units is not None]
+    if not present:
+        return kept
+    joined = torch.cat(present).pin_memory().to(device, non_blocking=True)
+    pieces = iter(joined.split([units.numel() for units in present]))
+    return [None if units is None else next(pieces) for units in kept]
 
 
 def head_rows(heads, head_dim):

@@ -3,6 +3,7 @@
 import torch
 
 from speechbrain_skill.lobes.frames import conv_output_lengths, relative_to_absolute
+from speechbrain_skill.lobes.student.active_units import planned_gates
 from speechbrain_skill.lobes.student.config import STRUCTURES
 from speechbrain_skill.lobes.student.conv import FeatureExtractor, FeatureProjection
 from speechbrain_skill.lobes.student.encoder import Encoder
@@ -195,14 +196,35 @@ class PrunableSSLStudent(torch.nn.Module):
         lengths = None
         if wav_lens is not None:
             lengths = relative_to_absolute(wav_lens, wavs.shape[1])
-        return student_hidden_states(
-            self,
-            self.config,
-            wavs,
-            lengths,
-            num_layers,
-            check_hidden_state_zero(hidden_state_zero),
-        )
+        with planned_gates(self.forward_gates(num_layers)):
+            return student_hidden_states(
+                self,
+                self.config,
+                wavs,
+                lengths,
+                num_layers,
+                check_hidden_state_zero(hidden_state_zero),
+            )
+
+    def forward_gates(self, num_layers=None):
+        """The gates a forward pass through ``num_layers`` layers uses, in order.
+
+        Example
+        -------
+        >>> from speechbrain_skill.lobes.student.config import StudentConfig
+        >>> config = StudentConfig.uniform("hubert", 32, 2, 4, 64, 16, prune_heads=True)
+        >>> student = PrunableSSLStudent(config)
+        >>> len(student.forward_gates()), len(student.forward_gates(1))
+        (2, 1)
+        """
+        gates = []
+        for name, gate in self.named_gates().items():
+            parts = name.split(".")
+            if num_layers is not None and parts[:2] == ["encoder", "layers"]:
+                if int(parts[2]) >= num_layers:
+                    continue
+            gates.append(gate)
+        return gates
 
     def forward(self, wavs, wav_lens=None, hidden_state_zero="transformer_input"):
         """Compute all hidden states.
