@@ -41,6 +41,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, rank_prefixed_message
 
+from speechbrain_skill.data.corruption import CORRUPTED_KEY
 from speechbrain_skill.distillation.losses import target_fit
 from speechbrain_skill.distillation.targets import align_frames, group_targets
 from speechbrain_skill.lobes.frames import lengths_to_mask
@@ -50,8 +51,15 @@ from speechbrain_skill.training.batch_skipping import (
     merge_skipped,
 )
 from speechbrain_skill.training.compile import compile_forward
+from speechbrain_skill.training.eval_sharding import (
+    all_reduce_eval_stats,
+    shard_eval_loader_kwargs,
+)
 from speechbrain_skill.training.lr_schedule import set_scheduled_lrs
-from speechbrain_skill.training.mixed_precision import step_together
+from speechbrain_skill.training.mixed_precision import (
+    follow_training_precision,
+    step_together,
+)
 from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.progress import StepBudgetProgress
 
@@ -89,6 +97,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
 
     def __init__(self, groups, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        follow_training_precision(self, kwargs.get("run_opts"), kwargs.get("hparams"))
         self.groups = [list(group) for group in groups]
         max_steps = getattr(self.hparams, "max_steps", None)
         if max_steps is not None and self.optimizer_step_limit is None:
@@ -122,7 +131,10 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         )
         student_wavs = wavs
         transform = getattr(self.hparams, "student_input_transform", None)
-        if transform is not None and stage == sb.Stage.TRAIN:
+        corrupted = getattr(batch, CORRUPTED_KEY, None)
+        if corrupted is not None and stage == sb.Stage.TRAIN:
+            student_wavs = corrupted.data  # corrupted in the loader workers
+        elif transform is not None and stage == sb.Stage.TRAIN:
             student_wavs = transform(wavs, wav_lens)
         student_hidden, _ = self.modules.student(
             student_wavs, wav_lens, hidden_state_zero=state_zero
@@ -309,11 +321,20 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         finite exactly when its scaled value is, unless the scale overflows,
         which the GradScaler handles itself).
         """
+        self.loss_check_pending = True
 
     def update_average(self, loss, avg_loss):
         """SpeechBrain's running average, after the deferred non-finite check."""
-        super().check_loss_isfinite(loss)
+        if getattr(self, "loss_check_pending", False):
+            self.loss_check_pending = False
+            super().check_loss_isfinite(loss)
         return super().update_average(loss, avg_loss)
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **kwargs):
+        """SpeechBrain's loaders; under DDP each process validates its share."""
+        if stage != sb.Stage.TRAIN:
+            kwargs = shard_eval_loader_kwargs(dataset, kwargs)
+        return super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
 
     def step_statistics(self):
         """Statistics logged every ``log_interval`` steps (extended by subclasses)."""
@@ -346,6 +367,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             return
+        stage_loss = self.merge_eval_shares(stage_loss)
         stats = {"loss": stage_loss, **self.epoch_statistics()}
         skipped = self.sync_skipped()  # all processes, distinct files
         if skipped:
@@ -363,6 +385,17 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
                     num_to_keep=1,
                 )
         self.last_valid_stats = stats
+
+    def merge_eval_shares(self, stage_loss):
+        """Whole-set validation loss and fit sums from every DDP process's share."""
+        sums = {k: v for k, v in self.fit_sums.items() if k != "batches"}
+        batches = self.fit_sums.get("batches", 0)
+        loss, batches, sums = all_reduce_eval_stats(
+            stage_loss, batches, sums, self.device
+        )
+        if batches:
+            self.fit_sums = {**sums, "batches": batches}
+        return loss
 
     def epoch_statistics(self):
         """Mean cosine and L1 to the targets over the stage (method-independent)."""

@@ -58,3 +58,51 @@ def step_together(scaler, optimizers, total_norm):
             optimizer.step()
     scaler.update()
     return stepped
+
+
+def follow_training_precision(brain, run_opts=None, hparams=None):
+    """Evaluate in the training precision unless ``eval_precision`` was given.
+
+    SpeechBrain's ``eval_precision`` defaults to fp32 whatever ``precision``
+    is, so a bf16 or fp16 run validates at fp32 speed. The loss is computed
+    in fp32 either way (targets and loss terms are fp32). Call after
+    ``Brain.__init__``.
+
+    Arguments
+    ---------
+    brain : speechbrain.Brain
+        The Brain (its ``precision``, ``device_type``).
+    run_opts : dict, optional
+        The run options it was given.
+    hparams : dict, optional
+        Its hyperparameters (``eval_precision`` there counts as given).
+
+    Returns
+    -------
+    str
+        The evaluation precision now in force.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> brain = SimpleNamespace(
+    ...     precision="bf16", eval_precision="fp32", device_type="cpu"
+    ... )
+    >>> follow_training_precision(brain, {"precision": "bf16"})
+    'bf16'
+    >>> brain.eval_precision = "fp32"  # given on the command line: kept
+    >>> follow_training_precision(brain, {"eval_precision": "fp32"})
+    'fp32'
+    """
+    from speechbrain.utils.autocast import AMPConfig, TorchAutocast
+
+    given = (run_opts or {}).get("eval_precision") is not None or (
+        "eval_precision" in (hparams or {})
+    )
+    if not given and brain.eval_precision != brain.precision:
+        brain.eval_precision = brain.precision
+        brain.evaluation_ctx = TorchAutocast(
+            device_type=brain.device_type,
+            dtype=AMPConfig.from_name(brain.precision).dtype,
+        )
+    return brain.eval_precision
