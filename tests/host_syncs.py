@@ -7,7 +7,9 @@ On CUDA, reading a tensor's value on the host (``item``, ``float()``,
 SpeechBrain's) makes them, so a CPU test can bound the syncs of a training
 step. Calls made inside torch itself (e.g. an optimizer reading its CPU step
 counter) are not counted: they do not touch device tensors; nor are calls on
-what was computed from a counted ``cpu()`` (a host copy).
+what was computed from a counted ``cpu()`` or filled by an asynchronous
+``copy_(..., non_blocking=True)`` (host copies; such a copy is waited for by
+the next counted sync, as CUDA orders the work of a stream).
 """
 
 import sys
@@ -67,6 +69,10 @@ class HostSyncCounter(TorchFunctionMode):
             and isinstance(args[1], torch.Tensor)
             and args[1].dtype == torch.bool
         )
+        if name == "copy_" and (kwargs or {}).get("non_blocking"):
+            # An asynchronous copy to (pinned) host memory: no wait now, and
+            # the destination is a host tensor.
+            args[0]._host_copy = True
         host_copy = any(
             getattr(t, "_host_copy", False) for t in args if isinstance(t, torch.Tensor)
         )

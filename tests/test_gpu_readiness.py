@@ -260,10 +260,13 @@ def test_cka_products_are_float32_with_float64_sums(measure):
 
 
 def test_host_syncs_per_training_step(tiny_hubert):
-    """One wait for the gates' zeros, SpeechBrain's copy of the loss, nothing else.
+    """SpeechBrain's copy of the loss is the one host sync of a training step.
 
-    Before: a ``nonzero`` per gated module, a ``float()`` per loss part, the
-    sparsity and the penalty, and SpeechBrain's device-side finiteness check.
+    The first step also reads its gates' zeros (one sync for all gates);
+    later steps use gates drawn at the end of the previous step, whose zeros
+    arrived with that step's loss. Before: a ``nonzero`` per gated module, a
+    ``float()`` per loss part, the sparsity and the penalty, and
+    SpeechBrain's device-side finiteness check (23 on this model).
     """
     from host_syncs import HostSyncCounter
 
@@ -277,10 +280,12 @@ def test_host_syncs_per_training_step(tiny_hubert):
             loss = brain.fit_batch(batch(seed=step))
             brain.avg_train_loss = brain.update_average(loss, brain.avg_train_loss)
         counts.append(dict(counter.sites))
-    for sites in counts:
-        assert sum(sites.values()) == 2, sites
-        assert any(site.startswith("active_units.py:planned_gates") for site in sites)
-        assert any(site.startswith("core.py:Brain.fit_batch") for site in sites)
+    first, *later = counts
+    assert sum(first.values()) == 2, first
+    assert any(site.startswith("active_units.py:GateDraw") for site in first)
+    for sites in later:
+        assert list(sites.values()) == [1], sites
+        assert next(iter(sites)).startswith("core.py:Brain.fit_batch")
     # Logging reads every statistic in one transfer.
     logged = []
     brain.hparams.train_logger = SimpleNamespace(
@@ -290,7 +295,7 @@ def test_host_syncs_per_training_step(tiny_hubert):
     brain.step = 4
     with HostSyncCounter() as counter:
         brain.fit_batch(batch(seed=4))
-    assert sum(counter.sites.values()) == 3, counter.sites
+    assert sum(counter.sites.values()) == 2, counter.sites
     assert any("host_floats" in site for site in counter.sites)
     assert {"loss", "l1_0", "expected_sparsity", "lambda1"} <= set(logged[0])
     assert all(isinstance(v, float) for v in logged[0].values())
@@ -506,3 +511,38 @@ def test_brain_trains_the_student_on_the_workers_copy(tiny_hubert):
     assert torch.equal(heard[-1][0], noisy)
     brain.compute_forward(batch, sb.Stage.VALID)  # validation: clean speech
     assert torch.equal(heard[-1][0], clean)
+
+
+def test_gates_drawn_ahead_are_the_ones_trained(tiny_hubert, monkeypatch):
+    from speechbrain_skill.lobes.student.hard_concrete import HardConcreteGate
+
+    brain = pruning_brain(tiny_hubert)
+    brain.on_fit_start()
+    brain.step = 1
+    brain.fit_batch(batch(seed=1))
+    drawn = brain.student.next_draw
+    assert drawn is not None and len(drawn.gates) == len(brain.student.named_gates())
+    samples = []
+    sample = HardConcreteGate.sample
+    monkeypatch.setattr(
+        HardConcreteGate,
+        "sample",
+        lambda gate, *a, **k: samples.append(gate) or sample(gate, *a, **k),
+    )
+    used = {}  # the gate values in force during the student's encoder pass
+    brain.student.encoder.register_forward_pre_hook(
+        lambda module, args: used.update({g: g.planned[0] for g in drawn.gates})
+    )
+    before = [p.detach().clone() for p in brain.student.gate_parameters()]
+    brain.step = 2
+    brain.fit_batch(batch(seed=2))
+    # The forward pass used the draw; the next draw came after the step.
+    assert all(used[g] is v for g, v in zip(drawn.gates, drawn.values))
+    assert len(samples) == len(drawn.gates)
+    assert brain.student.next_draw is not drawn
+    # The gates learned through the drawn samples (Adam's second step).
+    assert adam_steps(brain)[1] == [2]
+    after = list(brain.student.gate_parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
+    brain.student.eval()  # leaving training drops the draw
+    assert brain.student.next_draw is None

@@ -455,6 +455,22 @@ class PruningDistillationBrain(DistillationBrain):
             self.checkpointer.add_recoverable("gate_optimizer", self.gate_optimizer)
             self.checkpointer.add_recoverable("lambda_optimizer", self.lambda_optimizer)
 
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Log, then draw the next step's gates.
+
+        Their zeros reach the host during this step's copy of the loss, so
+        the next forward pass needs no host sync of its own.
+        """
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
+        self.student.draw_gates_ahead()
+
+    def fit(self, *args, **kwargs):
+        """:meth:`DistillationBrain.fit`; the last draw ahead is dropped."""
+        try:
+            super().fit(*args, **kwargs)
+        finally:
+            self.student.next_draw = None
+
     def scheduled_optimizers(self):
         """Main weights and, by default (as the reference), gates and multipliers."""
         if getattr(self.hparams, "reg_lr_follows_schedule", True):

@@ -66,18 +66,84 @@ def active_units(gate):
     return _select(gate.detach().nonzero().squeeze(1), gate.numel())
 
 
-@contextlib.contextmanager
-def planned_gates(gates):
-    """Sample the gates once and find all their non-zero units with one host sync.
+class GateDraw:
+    """Samples of a list of gates, with their zeros on their way to the host.
 
-    Inside the context each gate returns its planned value (the same sample
-    at every call) and :meth:`HardConcreteGate.value_and_units` its planned
-    units; the plan is dropped on exit.
+    The device-to-host copy of the zero pattern is queued asynchronously
+    (into pinned memory on a GPU). Drawn at the end of a training step, the
+    copy completes during the host sync that the step makes anyway
+    (SpeechBrain's copy of the loss), so the next forward pass learns which
+    units to skip without waiting for the GPU again
+    (:meth:`PrunableSSLStudent.draw_gates_ahead`).
 
     Arguments
     ---------
     gates : list of HardConcreteGate
         The gates of one forward pass, in the order the pass uses them.
+    ahead : bool
+        Queue the copy (pinned memory, asynchronous) for a later pass;
+        otherwise read the zeros now (one host sync).
+
+    Example
+    -------
+    >>> from speechbrain_skill.lobes.student.hard_concrete import HardConcreteGate
+    >>> gate = HardConcreteGate(4)
+    >>> with torch.no_grad():
+    ...     _ = gate.log_alpha.copy_(torch.tensor([30.0, -30.0, -30.0, -30.0]))
+    >>> draw = GateDraw([gate], ahead=True)
+    >>> draw.values[0].tolist(), draw.kept()[0].tolist()
+    ([1.0, 0.0, 0.0, 0.0], [0])
+    """
+
+    def __init__(self, gates, ahead=False):
+        self.gates = list(gates)
+        self.values = [gate() for gate in self.gates]
+        flat = torch.cat([value.detach().reshape(-1) for value in self.values])
+        self.device = flat.device
+        nonzero = flat != 0
+        self.event = None
+        if not ahead:
+            self.host = nonzero.cpu()  # the one host sync of this pass
+            return
+        pinned = self.device.type == "cuda"
+        self.host = torch.empty(nonzero.shape, dtype=torch.bool, pin_memory=pinned)
+        self.host.copy_(nonzero, non_blocking=True)
+        if pinned:
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def kept(self):
+        """Per gate, the indices of its non-zero units (or None: compute all)."""
+        if self.event is not None:
+            self.event.synchronize()  # long done when drawn a step ahead
+        kept, offset = [], 0
+        for value in self.values:
+            size = value.numel()
+            units = self.host[offset : offset + size].nonzero().squeeze(1)
+            kept.append(_select(units, size))
+            offset += size
+        if self.device.type != "cpu":
+            kept = _to_device(kept, self.device)
+        return kept
+
+
+@contextlib.contextmanager
+def planned_gates(gates, drawn=None):
+    """Use one draw of the gates for a whole forward pass.
+
+    Inside the context each gate returns its planned value (the same sample
+    at every call) and :meth:`HardConcreteGate.value_and_units` its planned
+    units; the plan is dropped on exit. Finding the units of a draw made
+    here costs one host sync for all gates; a draw made ahead (``drawn``)
+    usually none.
+
+    Arguments
+    ---------
+    gates : list of HardConcreteGate
+        The gates of one forward pass, in the order the pass uses them.
+    drawn : GateDraw, optional
+        A draw of exactly these gates made earlier; otherwise they are drawn
+        now.
 
     Example
     -------
@@ -94,22 +160,14 @@ def planned_gates(gates):
     if torch.compiler.is_compiling() or not gates:
         yield
         return
-    values = [gate() for gate in gates]
-    flat = torch.cat([value.detach().reshape(-1) for value in values])
-    nonzero = (flat != 0).cpu()  # the one host sync
-    kept, offset = [], 0
-    for value in values:
-        size = value.numel()
-        kept.append(_select(nonzero[offset : offset + size].nonzero().squeeze(1), size))
-        offset += size
-    if flat.device.type != "cpu":
-        kept = _to_device(kept, flat.device)
+    if drawn is None or drawn.gates != list(gates):
+        drawn = GateDraw(gates)
     try:
-        for gate, value, units in zip(gates, values, kept):
+        for gate, value, units in zip(drawn.gates, drawn.values, drawn.kept()):
             gate.planned = (value, units)
         yield
     finally:
-        for gate in gates:
+        for gate in drawn.gates:
             gate.planned = None
 
 
