@@ -544,5 +544,8 @@ def test_gates_drawn_ahead_are_the_ones_trained(tiny_hubert, monkeypatch):
     assert adam_steps(brain)[1] == [2]
     after = list(brain.student.gate_parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before))
+    import copy
+
+    assert copy.deepcopy(brain.student).next_draw is None  # e.g. the model card
     brain.student.eval()  # leaving training drops the draw
     assert brain.student.next_draw is None

@@ -112,6 +112,10 @@ class GateDraw:
             self.event = torch.cuda.Event()
             self.event.record()
 
+    def __deepcopy__(self, memo):
+        """A copied model gets no draw (the samples belong to this model's step)."""
+        return None
+
     def kept(self):
         """Per gate, the indices of its non-zero units (or None: compute all)."""
         if self.event is not None:
