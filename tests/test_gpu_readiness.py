@@ -549,3 +549,23 @@ def test_gates_drawn_ahead_are_the_ones_trained(tiny_hubert, monkeypatch):
     assert copy.deepcopy(brain.student).next_draw is None  # e.g. the model card
     brain.student.eval()  # leaving training drops the draw
     assert brain.student.next_draw is None
+
+
+def test_a_process_with_only_unusable_validation_audio_still_joins_ddp(
+    tiny_hubert,
+):
+    """Its one silent forward pairs the buffer broadcast of DDP's first eval pass."""
+    from speechbrain_skill.data.dataio import SkippedBatch
+
+    brain = pruning_brain(tiny_hubert)
+    brain.hparams.train_logger = SimpleNamespace(log_stats=lambda **kwargs: None)
+    brain.on_stage_start(sb.Stage.VALID)
+    brain.evaluate_batch(SkippedBatch([("a", "missing")]), sb.Stage.VALID)
+    assert brain.eval_forwards == 0
+    brain.distributed_launch = True  # this process's share was all unusable
+    brain.on_stage_end(sb.Stage.VALID, 0.0)
+    assert brain.eval_forwards == 1
+    brain.on_stage_start(sb.Stage.VALID)  # a share with usable audio: no extra
+    brain.evaluate_batch(batch(), sb.Stage.VALID)
+    brain.on_stage_end(sb.Stage.VALID, 0.0)
+    assert brain.eval_forwards == 1

@@ -116,6 +116,8 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
 
     def compute_forward(self, batch, stage):
         """Teacher targets and student predictions for a batch."""
+        if stage != sb.Stage.TRAIN:
+            self.eval_forwards = getattr(self, "eval_forwards", 0) + 1
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         # The teacher stops at the deepest layer that a target needs.
@@ -361,6 +363,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         """Reset the per-stage sums of the fit to the targets."""
         super().on_stage_start(stage, epoch)
         self.fit_sums = {}
+        self.eval_forwards = 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log epoch statistics and checkpoint after validation."""
@@ -387,7 +390,15 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         self.last_valid_stats = stats
 
     def merge_eval_shares(self, stage_loss):
-        """Whole-set validation loss and fit sums from every DDP process's share."""
+        """Whole-set validation loss and fit sums from every DDP process's share.
+
+        A process whose whole share was unusable audio still runs one (silent)
+        forward pass first: DDP's first evaluation forward broadcasts the
+        modules' buffers, and the other processes wait for it.
+        """
+        if self.distributed_launch and not getattr(self, "eval_forwards", 0):
+            with torch.no_grad():
+                self.compute_forward(self.silent_batch(), sb.Stage.VALID)
         sums = {k: v for k, v in self.fit_sums.items() if k != "batches"}
         batches = self.fit_sums.get("batches", 0)
         loss, batches, sums = all_reduce_eval_stats(
