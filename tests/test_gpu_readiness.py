@@ -569,3 +569,22 @@ def test_a_process_with_only_unusable_validation_audio_still_joins_ddp(
     brain.evaluate_batch(batch(), sb.Stage.VALID)
     brain.on_stage_end(sb.Stage.VALID, 0.0)
     assert brain.eval_forwards == 1
+
+
+def test_fp16_adds_one_host_sync_the_skip_decision(tiny_hubert):
+    from host_syncs import HostSyncCounter
+
+    brain = pruning_brain(tiny_hubert)
+    brain.on_fit_start()
+    brain.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    brain.avg_train_loss = 0.0
+    for step in (1, 2):
+        brain.step = step
+        with HostSyncCounter() as counter:
+            loss = brain.fit_batch(batch(seed=step))
+            brain.avg_train_loss = brain.update_average(loss, brain.avg_train_loss)
+    # Step 2: SpeechBrain's loss copy and one decision for all three optimizers.
+    assert sum(counter.sites.values()) == 2, counter.sites
+    assert any(
+        site.startswith("mixed_precision.py:step_together") for site in counter.sites
+    )
