@@ -588,3 +588,36 @@ def test_fp16_adds_one_host_sync_the_skip_decision(tiny_hubert):
     assert any(
         site.startswith("mixed_precision.py:step_together") for site in counter.sites
     )
+
+
+def test_fused_optimizers_skip_together_on_the_device(tiny_hubert):
+    """AdamW(fused=True) everywhere: the same rule, decided without a host sync."""
+    from host_syncs import HostSyncCounter
+
+    brain = pruning_brain(tiny_hubert)
+    fused = dict(lr=0.02, weight_decay=0.0, fused=True)
+    brain.opt_class = lambda p: torch.optim.AdamW(p, **{**fused, "lr": 1e-3})
+    brain.hparams.gate_opt_class = lambda p: torch.optim.AdamW(p, **fused)
+    brain.hparams.lambda_opt_class = lambda p: torch.optim.AdamW(
+        p, maximize=True, **fused
+    )
+    brain.on_fit_start()
+    brain.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    brain.step = 1
+    brain.fit_batch(batch())
+    weight = brain.student.encoder.layers[0].feed_forward.output_dense.weight
+    handle = weight.register_hook(
+        lambda grad: grad.index_fill(0, torch.tensor([0]), float("inf"))
+    )
+    before = param_snapshot(brain)
+    brain.step = 2
+    with HostSyncCounter() as counter:
+        brain.fit_batch(batch(seed=1))
+    handle.remove()
+    after = param_snapshot(brain)
+    for name in before:
+        for old, new in zip(before[name], after[name]):
+            assert torch.equal(old, new), name
+    assert adam_steps(brain) == [[1], [1], [1]]
+    assert brain.scaler.get_scale() == 2.0**9
+    assert not any("mixed_precision" in site for site in counter.sites)

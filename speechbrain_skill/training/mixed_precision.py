@@ -6,7 +6,7 @@ optimizers step (on zeroed, clipped gradients: their momentum moves them),
 and the Adam step counts drift apart. :func:`step_together` takes one
 decision for every optimizer from the global gradient norm, which the clip
 computes anyway: a single host sync per step, and only when the scaler is
-enabled.
+enabled; none with fused optimizers, which skip on the device.
 """
 
 import torch
@@ -32,8 +32,10 @@ def step_together(scaler, optimizers, total_norm):
 
     Returns
     -------
-    bool
-        Whether the optimizers stepped.
+    bool or None
+        Whether the optimizers stepped; None when fused optimizers (e.g.
+        ``AdamW(fused=True)``) took the decision on the device, without a
+        host sync.
 
     Example
     -------
@@ -52,12 +54,25 @@ def step_together(scaler, optimizers, total_norm):
         for optimizer in optimizers:
             optimizer.step()
         return True
+    if all(getattr(o, "_step_supports_amp_scaling", False) for o in optimizers):
+        return _step_fused(scaler, optimizers, total_norm)
     stepped = bool(torch.isfinite(total_norm))
     if stepped:
         for optimizer in optimizers:
             optimizer.step()
     scaler.update()
     return stepped
+
+
+def _step_fused(scaler, optimizers, total_norm):
+    """Fused optimizers skip on the device: give each the one global decision."""
+    found_inf = (~torch.isfinite(total_norm)).to(torch.float32)
+    for optimizer in optimizers:
+        state = scaler._per_optimizer_states[id(optimizer)]
+        state["found_inf_per_device"] = {found_inf.device: found_inf}
+        scaler.step(optimizer)
+    scaler.update()
+    return None
 
 
 def follow_training_precision(brain, run_opts=None, hparams=None):
