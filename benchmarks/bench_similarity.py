@@ -45,7 +45,7 @@ from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 SAMPLE_RATE = 16000
 
 COMPARE_VARIANTS = {
-    "cka (float64)": ("cka", {}, None),
+    "cka (float64)": ("cka", {"product_dtype": torch.float64}, None),
     "cka (float32 products)": ("cka", {"product_dtype": torch.float32}, None),
     "cka, 100 frames/utt": ("cka", {}, 100),
     "cka_minibatch (m=1024)": ("cka_minibatch", {"minibatch_size": 1024}, None),

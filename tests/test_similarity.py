@@ -131,7 +131,7 @@ def test_streaming_equals_in_memory_on_the_same_frames():
     hidden = layered_hidden(states=4, batch=5, time=30, dim=6)
     hidden = hidden + 100.0  # a large mean: the streaming centring must cope
     frame_lens = torch.tensor([30, 17, 9, 1, 22])
-    accumulator = LinearCKAAccumulator(chunk_frames=7)
+    accumulator = LinearCKAAccumulator(chunk_frames=7, product_dtype=torch.float64)
     accumulator.update(select_frames(hidden[:, :2], frame_lens[:2]))
     accumulator.update(select_frames(hidden[:, 2:], frame_lens[2:]))
     streamed = accumulator.compute()
@@ -158,7 +158,9 @@ def test_float32_products_are_close_to_float64():
 def test_minibatch_cka_is_the_ratio_of_mean_unbiased_hsic():
     frames = layered_hidden(states=3, batch=1, time=90, dim=5)[:, 0]
     generator = torch.Generator().manual_seed(7)
-    accumulator = MinibatchCKAAccumulator(minibatch_size=30, generator=generator)
+    accumulator = MinibatchCKAAccumulator(
+        minibatch_size=30, generator=generator, product_dtype=torch.float64
+    )
     order = torch.randperm(90, generator=torch.Generator().manual_seed(7))
     accumulator.update(frames)
     shuffled = frames[:, order].numpy()

@@ -13,6 +13,11 @@ configured; RobustDistiller uses all four), then:
   coloured (1/f^alpha) noise takes the file share. SpeechBrain's ``AddNoise``
   loads and scales the noise.
 
+In a recipe, :func:`add_corrupted_copy` applies it in the data loader
+workers, one unpadded utterance at a time (RIRs and noises drawn there, in
+parallel with training); the Brain then reads the batch's ``noisy_sig`` and
+does not corrupt anything in the training step.
+
 Only the real samples of an utterance are corrupted: each utterance is
 processed unpadded, so padding stays exactly as it was, the reverberation
 tail does not spill into it, and the SNR is measured on the real samples.
@@ -25,9 +30,11 @@ stays level-matched.
 import functools
 import os
 
+import speechbrain as sb
 import torch
 from speechbrain.augment.time_domain import AddNoise, AddReverb, pink_noise_like
 
+from speechbrain_skill.data.audio import BadAudioError
 from speechbrain_skill.data.rir import SyntheticReverb
 from speechbrain_skill.lobes.frames import relative_to_absolute
 
@@ -267,3 +274,57 @@ class SpeechCorruption(torch.nn.Module):
             self.last_corruptions.append(choice)
             self.last_snrs.append(snr)
         return out
+
+
+CORRUPTED_KEY = "noisy_sig"
+
+
+def add_corrupted_copy(dataset, corruption, key=CORRUPTED_KEY):
+    """Give every example a corrupted copy of its ``sig``, made in the loader workers.
+
+    The copy is the ``corruption`` of the one unpadded (already cropped)
+    waveform: the same processing the Brain applied per utterance to a
+    padded batch, moved out of the training step. A bad file's error passes
+    through (the collate function skips the example).
+
+    Arguments
+    ---------
+    dataset : speechbrain.dataio.dataset.DynamicItemDataset
+        A dataset with a ``sig`` item, e.g. from
+        :func:`~speechbrain_skill.data.dataio.make_audio_dataset`.
+    corruption : callable or None
+        ``(wavs (1, time), wav_lens) -> corrupted wavs``, e.g.
+        :class:`SpeechCorruption`; None leaves the dataset unchanged.
+    key : str
+        Name of the new item.
+
+    Returns
+    -------
+    bool
+        Whether the item was added.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = DynamicItemDataset({"a": {"sig": torch.ones(800)}})
+    >>> data.set_output_keys(["id", "sig"])
+    >>> add_corrupted_copy(data, SpeechCorruption(corruptions=["noise"]))
+    True
+    >>> example = data[0]
+    >>> sorted(example), bool((example["noisy_sig"] != example["sig"]).any())
+    (['id', 'noisy_sig', 'sig'], True)
+    """
+    if corruption is None:
+        return False
+
+    @sb.utils.data_pipeline.takes("sig")
+    @sb.utils.data_pipeline.provides(key)
+    def corrupt(sig):
+        if isinstance(sig, BadAudioError):
+            return sig
+        return corruption(sig.unsqueeze(0))[0]
+
+    keys = list(dataset.pipeline.output_mapping)
+    dataset.add_dynamic_item(corrupt)
+    dataset.set_output_keys([*keys, key])
+    return True

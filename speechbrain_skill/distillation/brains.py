@@ -41,6 +41,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, rank_prefixed_message
 
+from speechbrain_skill.data.corruption import CORRUPTED_KEY
 from speechbrain_skill.distillation.losses import target_fit
 from speechbrain_skill.distillation.targets import align_frames, group_targets
 from speechbrain_skill.lobes.frames import lengths_to_mask
@@ -50,11 +51,35 @@ from speechbrain_skill.training.batch_skipping import (
     merge_skipped,
 )
 from speechbrain_skill.training.compile import compile_forward
+from speechbrain_skill.training.eval_sharding import (
+    all_reduce_eval_stats,
+    shard_eval_loader_kwargs,
+)
 from speechbrain_skill.training.lr_schedule import set_scheduled_lrs
+from speechbrain_skill.training.mixed_precision import (
+    follow_training_precision,
+    step_together,
+)
 from speechbrain_skill.training.modules import unwrap
 from speechbrain_skill.training.progress import StepBudgetProgress
 
 logger = logging.getLogger(__name__)
+
+
+def host_floats(stats):
+    """Statistics with every tensor read on the host in ONE transfer (for logging).
+
+    Example
+    -------
+    >>> host_floats({"loss": torch.tensor(0.5), "lr": 1e-3, "l1_0": torch.tensor(2.0)})
+    {'loss': 0.5, 'lr': 0.001, 'l1_0': 2.0}
+    """
+    keys = [key for key, value in stats.items() if torch.is_tensor(value)]
+    if not keys:
+        return dict(stats)
+    values = torch.stack([stats[k].detach().double().reshape(()) for k in keys])
+    floats = dict(zip(keys, values.cpu().tolist()))
+    return {key: floats.get(key, value) for key, value in stats.items()}
 
 
 class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
@@ -72,6 +97,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
 
     def __init__(self, groups, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        follow_training_precision(self, kwargs.get("run_opts"), kwargs.get("hparams"))
         self.groups = [list(group) for group in groups]
         max_steps = getattr(self.hparams, "max_steps", None)
         if max_steps is not None and self.optimizer_step_limit is None:
@@ -90,6 +116,8 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
 
     def compute_forward(self, batch, stage):
         """Teacher targets and student predictions for a batch."""
+        if stage != sb.Stage.TRAIN:
+            self.eval_forwards = getattr(self, "eval_forwards", 0) + 1
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         # The teacher stops at the deepest layer that a target needs.
@@ -105,13 +133,20 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         )
         student_wavs = wavs
         transform = getattr(self.hparams, "student_input_transform", None)
-        if transform is not None and stage == sb.Stage.TRAIN:
+        corrupted = getattr(batch, CORRUPTED_KEY, None)
+        if corrupted is not None and stage == sb.Stage.TRAIN:
+            student_wavs = corrupted.data  # corrupted in the loader workers
+        elif transform is not None and stage == sb.Stage.TRAIN:
             student_wavs = transform(wavs, wav_lens)
         student_hidden, _ = self.modules.student(
             student_wavs, wav_lens, hidden_state_zero=state_zero
         )
         predictions = self.modules.heads(student_hidden)
-        predictions, targets = align_frames(predictions, targets.to(predictions.dtype))
+        # Targets are compared in fp32 at least, never rounded to the
+        # predictions' autocast dtype.
+        if targets.dtype not in (torch.float32, torch.float64):
+            targets = targets.float()
+        predictions, targets = align_frames(predictions, targets)
         mask = lengths_to_mask(frame_lens, predictions.shape[2])
         return {
             "predictions": predictions,
@@ -127,7 +162,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         loss, parts = self.hparams.distill_loss(
             outputs["predictions"].float(), outputs["targets"].float(), outputs["mask"]
         )
-        parts["distill_loss"] = float(loss.detach())
+        parts["distill_loss"] = loss.detach()
         auxiliary = getattr(self.hparams, "auxiliary_loss", None)
         if auxiliary is not None:
             extra, extra_parts = auxiliary(self.modules, outputs, stage)
@@ -231,12 +266,14 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         The references clip the norm of all trained parameters together
         (Lightning for DPHuBERT: weights, log_alpha and multipliers; s3prl
         for DistilHuBERT); SpeechBrain's default clips the first parameter
-        group of each optimizer on its own.
+        group of each optimizer on its own. Under fp16 all optimizers skip a
+        step with a non-finite gradient together
+        (:func:`~speechbrain_skill.training.mixed_precision.step_together`).
         """
         valid = self.freeze_optimizers(self.optimizers_dict)
         for optimizer in valid.values():
             self.scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(
+        total_norm = torch.nn.utils.clip_grad_norm_(
             [
                 p
                 for optimizer in valid.values()
@@ -247,9 +284,7 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         )
         if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
             self.check_gradients()
-        for optimizer in valid.values():
-            self.scaler.step(optimizer)
-        self.scaler.update()
+        step_together(self.scaler, valid.values(), total_norm)
         for optimizer in valid.values():
             optimizer.zero_grad(set_to_none=True)
         self.optimizer_step += 1
@@ -276,8 +311,32 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         if not should_step:
             return
         if self.optimizer_step % self.hparams.log_interval == 0:
-            stats = {"loss": float(loss.detach()), **self.step_statistics()}
-            self.log_step(stats)
+            stats = {"loss": loss.detach(), **self.step_statistics()}
+            self.log_step(host_floats(stats))
+
+    def check_loss_isfinite(self, loss):
+        """Defer SpeechBrain's non-finite loss check to the host copy of the loss.
+
+        SpeechBrain checks the scaled loss on the device before ``backward``,
+        a host sync every step; the same check runs in :meth:`update_average`
+        on the loss that ``fit_batch`` already copied to the host (a loss is
+        finite exactly when its scaled value is, unless the scale overflows,
+        which the GradScaler handles itself).
+        """
+        self.loss_check_pending = True
+
+    def update_average(self, loss, avg_loss):
+        """SpeechBrain's running average, after the deferred non-finite check."""
+        if getattr(self, "loss_check_pending", False):
+            self.loss_check_pending = False
+            super().check_loss_isfinite(loss)
+        return super().update_average(loss, avg_loss)
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **kwargs):
+        """SpeechBrain's loaders; under DDP each process validates its share."""
+        if stage != sb.Stage.TRAIN:
+            kwargs = shard_eval_loader_kwargs(dataset, kwargs)
+        return super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
 
     def step_statistics(self):
         """Statistics logged every ``log_interval`` steps (extended by subclasses)."""
@@ -304,12 +363,14 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
         """Reset the per-stage sums of the fit to the targets."""
         super().on_stage_start(stage, epoch)
         self.fit_sums = {}
+        self.eval_forwards = 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log epoch statistics and checkpoint after validation."""
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             return
+        stage_loss = self.merge_eval_shares(stage_loss)
         stats = {"loss": stage_loss, **self.epoch_statistics()}
         skipped = self.sync_skipped()  # all processes, distinct files
         if skipped:
@@ -328,13 +389,32 @@ class DistillationBrain(StepBudgetProgress, SkipsUnusableBatches, sb.Brain):
                 )
         self.last_valid_stats = stats
 
+    def merge_eval_shares(self, stage_loss):
+        """Whole-set validation loss and fit sums from every DDP process's share.
+
+        A process whose whole share was unusable audio still runs one (silent)
+        forward pass first: DDP's first evaluation forward broadcasts the
+        modules' buffers, and the other processes wait for it.
+        """
+        if self.distributed_launch and not getattr(self, "eval_forwards", 0):
+            with torch.no_grad():
+                self.compute_forward(self.silent_batch(), sb.Stage.VALID)
+        sums = {k: v for k, v in self.fit_sums.items() if k != "batches"}
+        batches = self.fit_sums.get("batches", 0)
+        loss, batches, sums = all_reduce_eval_stats(
+            stage_loss, batches, sums, self.device
+        )
+        if batches:
+            self.fit_sums = {**sums, "batches": batches}
+        return loss
+
     def epoch_statistics(self):
         """Mean cosine and L1 to the targets over the stage (method-independent)."""
         batches = self.fit_sums.get("batches", 0)
         if not batches:
             return {}
         return {
-            key: round(self.fit_sums[key] / batches, 4)
+            key: round(float(self.fit_sums[key]) / batches, 4)
             for key in ("mean_cosine", "mean_l1")
         }
 
@@ -363,9 +443,9 @@ class PruningDistillationBrain(DistillationBrain):
         expected = self.student.expected_sparsity()
         penalty, target = self.modules.lagrangian(expected, self.optimizer_step)
         self.last_parts.update(
-            expected_sparsity=float(expected.detach()),
+            expected_sparsity=expected.detach(),
             target_sparsity=target,
-            penalty=float(penalty.detach()),
+            penalty=penalty.detach(),
         )
         if stage != sb.Stage.TRAIN:
             return loss
@@ -386,6 +466,22 @@ class PruningDistillationBrain(DistillationBrain):
             self.checkpointer.add_recoverable("gate_optimizer", self.gate_optimizer)
             self.checkpointer.add_recoverable("lambda_optimizer", self.lambda_optimizer)
 
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Log, then draw the next step's gates.
+
+        Their zeros reach the host during this step's copy of the loss, so
+        the next forward pass needs no host sync of its own.
+        """
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
+        self.student.draw_gates_ahead()
+
+    def fit(self, *args, **kwargs):
+        """:meth:`DistillationBrain.fit`; the last draw ahead is dropped."""
+        try:
+            super().fit(*args, **kwargs)
+        finally:
+            self.student.next_draw = None
+
     def scheduled_optimizers(self):
         """Main weights and, by default (as the reference), gates and multipliers."""
         if getattr(self.hparams, "reg_lr_follows_schedule", True):
@@ -397,9 +493,9 @@ class PruningDistillationBrain(DistillationBrain):
         stats = super().step_statistics()
         lagrangian = unwrap(self.modules.lagrangian)
         with torch.no_grad():
-            stats["expected_params"] = float(self.student.expected_num_params())
-        stats["lambda1"] = float(lagrangian.lambda1.detach())
-        stats["lambda2"] = float(lagrangian.lambda2.detach())
+            stats["expected_params"] = self.student.expected_num_params()
+        stats["lambda1"] = lagrangian.lambda1.detach()
+        stats["lambda2"] = lagrangian.lambda2.detach()
         return stats
 
     def epoch_statistics(self):

@@ -46,29 +46,42 @@ def masked_l1(prediction, target, mask):
     return total / (weights.sum() * prediction.shape[-1]).clamp(min=1)
 
 
-def masked_cosine(prediction, target, mask):
-    """Per-frame cosine similarity of real frames, flattened to a vector.
+def frame_cosines(prediction, target):
+    """Cosine similarity of every frame, in fp32 (padding included).
 
     Arguments
     ---------
     prediction, target : torch.Tensor
         (batch, frames, dim).
-    mask : torch.Tensor
-        Boolean (batch, frames).
 
     Returns
     -------
     torch.Tensor
-        (num_real_frames,).
+        (batch, frames).
 
     Example
     -------
     >>> pred = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
-    >>> masked_cosine(pred, pred, torch.tensor([[True, False]]))
-    tensor([1.])
+    >>> frame_cosines(pred, torch.tensor([[[1.0, 0.0], [1.0, 0.0]]]))
+    tensor([[1., 0.]])
     """
-    cos = F.cosine_similarity(prediction.float(), target.float(), dim=-1, eps=1e-8)
-    return cos[mask]
+    return F.cosine_similarity(prediction.float(), target.float(), dim=-1, eps=1e-8)
+
+
+def masked_mean(values, mask):
+    """Mean of ``values`` over the True entries of ``mask`` (0 if there are none).
+
+    A weighted sum rather than boolean indexing: the result's shape does not
+    depend on the mask, so a GPU never waits for the host to learn it.
+
+    Example
+    -------
+    >>> mask = torch.tensor([[True, True, False]])
+    >>> masked_mean(torch.tensor([[1.0, 3.0, 9.0]]), mask)
+    tensor(2.)
+    """
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp(min=1)
 
 
 class DistillationLoss(torch.nn.Module):
@@ -118,11 +131,11 @@ class DistillationLoss(torch.nn.Module):
         cos = cos if self.cos_weight == 1 else f"{self.cos_weight:g} * {cos}"
         return f"mean over targets of {l1} + {cos}"
 
-    def cosine_term(self, cos):
-        """The cosine part for a vector of per-frame cosines (mean over frames)."""
+    def cosine_term(self, cos, mask):
+        """The cosine part for per-frame cosines (mean over the real frames)."""
         if self.cos_type == "neg_cos":
-            return -cos.mean()
-        return -F.logsigmoid(cos).mean()
+            return -masked_mean(cos, mask)
+        return -masked_mean(F.logsigmoid(cos), mask)
 
     def forward(self, predictions, targets, mask):
         """Compute the loss.
@@ -140,18 +153,21 @@ class DistillationLoss(torch.nn.Module):
             Scalar loss.
         parts : dict
             ``l1_<i>`` and ``cos_<i>`` (mean cosine similarity, not the loss
-            term) per target, detached floats for logging.
+            term) per target, detached scalar tensors (read on the host only
+            when logged: no host sync per step).
         """
         total = predictions.new_zeros(())
         parts = {}
         for index, (pred, target) in enumerate(zip(predictions, targets)):
             l1 = masked_l1(pred, target, mask)
-            cos = masked_cosine(pred, target, mask)
+            cos = frame_cosines(pred, target)
             total = (
-                total + self.l1_weight * l1 + self.cos_weight * self.cosine_term(cos)
+                total
+                + self.l1_weight * l1
+                + self.cos_weight * self.cosine_term(cos, mask)
             )
-            parts[f"l1_{index}"] = float(l1.detach())
-            parts[f"cos_{index}"] = float(cos.detach().mean())
+            parts[f"l1_{index}"] = l1.detach()
+            parts[f"cos_{index}"] = masked_mean(cos.detach(), mask)
         return total / len(predictions), parts
 
 
@@ -233,7 +249,7 @@ class EnhancementLoss:
         enhanced, frame_lens = head(features, noisy, outputs["wav_lens"])
         target = unwrap(head).magnitude(clean)
         loss = masked_l1(enhanced, target, lengths_to_mask(frame_lens, target.shape[1]))
-        return self.weight * loss, {"enhancement_loss": float(loss.detach())}
+        return self.weight * loss, {"enhancement_loss": loss.detach()}
 
 
 def target_fit(parts):
@@ -247,7 +263,7 @@ def target_fit(parts):
     ---------
     parts : dict
         ``cos_<i>`` and ``l1_<i>`` per target, as returned by
-        :class:`DistillationLoss`.
+        :class:`DistillationLoss` (floats, or scalar tensors).
 
     Returns
     -------
@@ -261,7 +277,9 @@ def target_fit(parts):
     """
     cosines = [value for key, value in parts.items() if key.startswith("cos_")]
     l1s = [value for key, value in parts.items() if key.startswith("l1_")]
-    return {
-        "mean_cosine": round(sum(cosines) / len(cosines), 6),
-        "mean_l1": round(sum(l1s) / len(l1s), 6),
+    fit = {
+        "mean_cosine": sum(cosines) / len(cosines),
+        "mean_l1": sum(l1s) / len(l1s),
     }
+    # Tensors stay on their device (no host sync); floats are rounded.
+    return {k: v if torch.is_tensor(v) else round(v, 6) for k, v in fit.items()}

@@ -123,13 +123,18 @@ def _normalise(cross, self_x, self_y):
     return float(cross / math.sqrt(self_x * self_y))
 
 
-def minibatch_hsic_matrix(frames):
+def minibatch_hsic_matrix(frames, product_dtype=torch.float64):
     """Unbiased HSIC (linear kernel) between all pairs of states on one minibatch.
+
+    The frames are centred in float64; the Gram products (the bulk of the
+    work) run in ``product_dtype`` and everything after them in float64.
 
     Arguments
     ---------
     frames : torch.Tensor
         (num_states, n, dim) with n >= 4.
+    product_dtype : torch.dtype
+        Precision of the Gram products (float32: much faster on GPUs).
 
     Returns
     -------
@@ -147,8 +152,8 @@ def minibatch_hsic_matrix(frames):
     if n < MIN_HSIC_FRAMES:
         raise ValueError(f"The unbiased HSIC needs at least 4 frames, got {n}.")
     x = frames.to(torch.float64)
-    x = x - x.mean(dim=1, keepdim=True)  # exact: the estimator is shift invariant
-    grams = x @ x.transpose(1, 2)
+    x = (x - x.mean(dim=1, keepdim=True)).to(product_dtype)  # shift invariant
+    grams = (x @ x.transpose(1, 2)).to(torch.float64)
     grams.diagonal(dim1=1, dim2=2).zero_()
     flat = grams.reshape(grams.shape[0], -1)
     totals = flat.sum(dim=1)

@@ -33,6 +33,7 @@ from hyperpyyaml import load_hyperpyyaml
 from librispeech_prepare import prepare_librispeech
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_skill.data.corruption import add_corrupted_copy
 from speechbrain_skill.data.dataio import make_audio_dataset, make_dynamic_batch_sampler
 from speechbrain_skill.distillation import flow, stages
 from speechbrain_skill.distillation.brains import (
@@ -69,6 +70,8 @@ def dataio_prepare(hparams):
         max_duration=hparams["max_duration"],
         warn_fraction=hparams["duration_filter_warn_fraction"],
     )
+    # Robust mode: the loader workers corrupt what the student hears (issue 26).
+    add_corrupted_copy(train_data, hparams["student_input_transform"])
     valid_data = make_audio_dataset(
         hparams["valid_csv"],
         max_crop_seconds=hparams["valid_max_seconds"],

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from speechbrain_skill.lobes.student.active_units import active_units, head_rows
+from speechbrain_skill.lobes.student.active_units import head_rows
 from speechbrain_skill.lobes.student.hard_concrete import HardConcreteGate
 
 
@@ -210,8 +210,7 @@ class SelfAttention(torch.nn.Module):
             return self.out_bias.expand_as(x)
         gate = kept = rows = None
         if self.head_gate is not None:
-            gate = self.head_gate().to(x.dtype)
-            kept = active_units(gate)
+            gate, kept = self.head_gate.value_and_units()
             if kept is not None:
                 gate = gate.index_select(0, kept)
                 rows = head_rows(kept, self.head_dim)
@@ -233,7 +232,7 @@ class SelfAttention(torch.nn.Module):
             scale=self.head_dim**-0.5,
         )
         if gate is not None:
-            context = context * gate.view(1, -1, 1, 1)
+            context = context * gate.view(1, -1, 1, 1).to(context.dtype)
         batch, _, frames, _ = context.shape
         context = context.transpose(1, 2).reshape(batch, frames, -1)
         if rows is None:

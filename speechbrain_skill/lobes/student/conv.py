@@ -4,7 +4,6 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_skill.lobes.student.activations import get_activation
-from speechbrain_skill.lobes.student.active_units import active_units
 from speechbrain_skill.lobes.student.hard_concrete import HardConcreteGate
 
 # Hugging Face builds the conv-layer norms with PyTorch's default epsilon,
@@ -114,10 +113,11 @@ class ConvLayer(torch.nn.Module):
         >>> out.shape, kept
         (torch.Size([1, 6, 4]), None)
         """
-        gate = None if self.channel_gate is None else self.channel_gate().to(x.dtype)
-        out_kept = None
-        if gate is not None and skip_outputs and self.norm_type != "layer":
-            out_kept = active_units(gate)
+        gate = out_kept = None
+        if self.channel_gate is not None:
+            skip = skip_outputs and self.norm_type != "layer"
+            gate, out_kept = self.channel_gate.value_and_units(units=skip)
+            out_kept = out_kept if skip else None
         if in_kept is None and out_kept is None:
             x = self.conv(x)
         else:
@@ -145,7 +145,8 @@ class ConvLayer(torch.nn.Module):
         if gate is not None:
             if out_kept is not None:
                 gate = gate.index_select(0, out_kept)
-            x = x * gate.unsqueeze(-1)
+            # In the activations' dtype: an fp32 gate would upcast them (autocast).
+            x = x * gate.to(x.dtype).unsqueeze(-1)
         return x, out_kept
 
 

@@ -4,7 +4,6 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_skill.lobes.student.activations import get_activation
-from speechbrain_skill.lobes.student.active_units import active_units
 from speechbrain_skill.lobes.student.attention import (
     RelativePositionBias,
     SelfAttention,
@@ -68,18 +67,17 @@ class FeedForward(torch.nn.Module):
         if self.unit_gate is None:
             hidden = self.activation(self.intermediate_dense(x))
             return self.dropout(self.output_dense(self.intermediate_dropout(hidden)))
-        gate = self.unit_gate().to(x.dtype)
-        kept = active_units(gate)
+        gate, kept = self.unit_gate.value_and_units()
         if kept is None:
             hidden = self.activation(self.intermediate_dense(x))
-            hidden = self.intermediate_dropout(hidden) * gate
+            hidden = self.intermediate_dropout(hidden) * gate.to(hidden.dtype)
             return self.dropout(self.output_dense(hidden))
         inner, outer = self.intermediate_dense, self.output_dense
         hidden = F.linear(
             x, inner.weight.index_select(0, kept), inner.bias.index_select(0, kept)
         )
         hidden = self.intermediate_dropout(self.activation(hidden))
-        hidden = hidden * gate.index_select(0, kept)
+        hidden = hidden * gate.index_select(0, kept).to(hidden.dtype)
         return self.dropout(
             F.linear(hidden, outer.weight.index_select(1, kept), outer.bias)
         )

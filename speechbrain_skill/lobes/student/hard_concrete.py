@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from speechbrain_skill.lobes.student.active_units import active_units
+
 TEMPERATURE = 2.0 / 3.0
 STRETCH_LOW = -0.1
 STRETCH_HIGH = 1.1
@@ -71,6 +73,8 @@ class HardConcreteGate(torch.nn.Module):
         self.low, self.high = (float(v) for v in stretch)
         self.eps = float(eps)
         self.log_alpha = torch.nn.Parameter(torch.empty(self.num_units))
+        # (value, kept units) set by active_units.planned_gates for one pass.
+        self.planned = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -189,6 +193,37 @@ class HardConcreteGate(torch.nn.Module):
         torch.Tensor
             Shape (num_units,).
         """
+        if self.planned is not None:
+            return self.planned[0]
         if self.training:
             return self.sample()
         return self.deterministic_mask()
+
+    def value_and_units(self, units=True):
+        """The gate value and its non-zero units, planned or computed now.
+
+        Arguments
+        ---------
+        units : bool
+            Also find the units (see
+            :func:`~speechbrain_skill.lobes.student.active_units.active_units`);
+            False returns None for them unless they were planned.
+
+        Returns
+        -------
+        value : torch.Tensor
+            As :meth:`forward`.
+        kept : torch.Tensor or None
+            Indices of the non-zero units, or None to compute all.
+
+        Example
+        -------
+        >>> gate = HardConcreteGate(4, init_drop_rate=0.01).eval()
+        >>> value, kept = gate.value_and_units()
+        >>> value.shape, kept
+        (torch.Size([4]), None)
+        """
+        if self.planned is not None:
+            return self.planned
+        value = self()
+        return value, (active_units(value) if units else None)

@@ -3,6 +3,7 @@
 import torch
 
 from speechbrain_skill.lobes.frames import conv_output_lengths, relative_to_absolute
+from speechbrain_skill.lobes.student.active_units import GateDraw, planned_gates
 from speechbrain_skill.lobes.student.config import STRUCTURES
 from speechbrain_skill.lobes.student.conv import FeatureExtractor, FeatureProjection
 from speechbrain_skill.lobes.student.encoder import Encoder
@@ -195,14 +196,67 @@ class PrunableSSLEncoder(torch.nn.Module):
         lengths = None
         if wav_lens is not None:
             lengths = relative_to_absolute(wav_lens, wavs.shape[1])
-        return student_hidden_states(
-            self,
-            self.config,
-            wavs,
-            lengths,
-            num_layers,
-            check_hidden_state_zero(hidden_state_zero),
-        )
+        drawn, self.next_draw = getattr(self, "next_draw", None), None
+        if not self.training:
+            drawn = None  # a draw ahead is a training sample
+        with planned_gates(self.forward_gates(num_layers), drawn):
+            return student_hidden_states(
+                self,
+                self.config,
+                wavs,
+                lengths,
+                num_layers,
+                check_hidden_state_zero(hidden_state_zero),
+            )
+
+    def draw_gates_ahead(self):
+        """Sample the gates of the next training forward pass now.
+
+        Called right after an optimizer step (the samples follow the updated
+        ``log_alpha``): the zeros of the samples then reach the host during
+        the step's own host sync, and the next pass skips units without
+        waiting for the GPU (see
+        :class:`~speechbrain_skill.lobes.student.active_units.GateDraw`).
+        Does nothing in eval mode or without gates.
+
+        Example
+        -------
+        >>> from speechbrain_skill.lobes.student.config import StudentConfig
+        >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
+        >>> student = PrunableSSLStudent(config).train()
+        >>> student.draw_gates_ahead()
+        >>> student.next_draw.values[0].shape
+        torch.Size([4])
+        """
+        gates = self.forward_gates()
+        ahead = self.training and gates
+        self.next_draw = GateDraw(gates, ahead=True) if ahead else None
+
+    def train(self, mode=True):
+        """Switch mode; leaving training drops a gate draw made ahead."""
+        if not mode:
+            self.next_draw = None
+        return super().train(mode)
+
+    def forward_gates(self, num_layers=None):
+        """The gates a forward pass through ``num_layers`` layers uses, in order.
+
+        Example
+        -------
+        >>> from speechbrain_skill.lobes.student.config import StudentConfig
+        >>> config = StudentConfig.uniform("hubert", 32, 2, 4, 64, 16, prune_heads=True)
+        >>> student = PrunableSSLStudent(config)
+        >>> len(student.forward_gates()), len(student.forward_gates(1))
+        (2, 1)
+        """
+        gates = []
+        for name, gate in self.named_gates().items():
+            parts = name.split(".")
+            if num_layers is not None and parts[:2] == ["encoder", "layers"]:
+                if int(parts[2]) >= num_layers:
+                    continue
+            gates.append(gate)
+        return gates
 
     def forward(self, wavs, wav_lens=None, hidden_state_zero="transformer_input"):
         """Compute all hidden states.
