@@ -20,7 +20,7 @@ from speechbrain_skill.distillation.brains import PruningDistillationBrain
 from speechbrain_skill.distillation.lagrangian import SparsityLagrangian
 from speechbrain_skill.distillation.losses import DistillationLoss
 from speechbrain_skill.lobes.heads import LayerProjections
-from speechbrain_skill.lobes.student import PrunableSSLStudent
+from speechbrain_skill.lobes.student import PrunableSSLEncoder
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 
 HALF = [torch.float16, torch.bfloat16]
@@ -60,7 +60,7 @@ def all_gates_student(model_type, close_half=False):
         prune_ffn_layer=True,
         ffn_unit_gate_init_drop_rate=0.01,
     )
-    student = PrunableSSLStudent(config).train()
+    student = PrunableSSLEncoder(config).train()
     if close_half:  # exact zeros: the unit-skipping path
         with torch.no_grad():
             for gate in student.named_gates().values():
@@ -116,7 +116,7 @@ def pruning_brain(teacher_path, max_grad_norm=10.0, **run_opts):
     )
     modules = {
         "teacher": FrozenSSLTeacher(teacher_path),
-        "student": PrunableSSLStudent.from_hf(
+        "student": PrunableSSLEncoder.from_hf(
             teacher_path, prune_heads=True, prune_ffn_units=True
         ).train(),
         "heads": LayerProjections([0, 2, 4], 32),

@@ -74,7 +74,7 @@ class GateDraw:
     copy completes during the host sync that the step makes anyway
     (SpeechBrain's copy of the loss), so the next forward pass learns which
     units to skip without waiting for the GPU again
-    (:meth:`PrunableSSLStudent.draw_gates_ahead`).
+    (:meth:`PrunableSSLEncoder.draw_gates_ahead`).
 
     Arguments
     ---------

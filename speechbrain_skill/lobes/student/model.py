@@ -223,7 +223,7 @@ class PrunableSSLEncoder(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 1, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config).train()
+        >>> student = PrunableSSLEncoder(config).train()
         >>> student.draw_gates_ahead()
         >>> student.next_draw.values[0].shape
         torch.Size([4])
@@ -245,7 +245,7 @@ class PrunableSSLEncoder(torch.nn.Module):
         -------
         >>> from speechbrain_skill.lobes.student.config import StudentConfig
         >>> config = StudentConfig.uniform("hubert", 32, 2, 4, 64, 16, prune_heads=True)
-        >>> student = PrunableSSLStudent(config)
+        >>> student = PrunableSSLEncoder(config)
         >>> len(student.forward_gates()), len(student.forward_gates(1))
         (2, 1)
         """
