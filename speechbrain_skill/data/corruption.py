@@ -320,6 +320,7 @@ def add_corrupted_copy(dataset, corruption, key=CORRUPTED_KEY):
     @sb.utils.data_pipeline.takes("sig")
     @sb.utils.data_pipeline.provides(key)
     def corrupt(sig):
+        """Corrupt one waveform; a bad-audio marker passes through."""
         if isinstance(sig, BadAudioError):
             return sig
         return corruption(sig.unsqueeze(0))[0]

@@ -33,7 +33,7 @@ MEDIANS = (1, 11)
 
 
 def read_rttm(path):
-    r"""``SPEAKER <rec> <chan> <start> <dur> <NA> <NA> <spk> ...`` lines by recording.
+    r"""Speaker turns of an RTTM file (``SPEAKER <rec> <chan> <start> <dur>`` lines).
 
     Returns
     -------

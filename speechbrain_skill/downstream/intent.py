@@ -151,6 +151,7 @@ def intent_datasets(csv_files, slots, encoder_folder, train_max_seconds=None):
     @sb.utils.data_pipeline.takes(*slots)
     @sb.utils.data_pipeline.provides("slots_encoded")
     def slots_pipeline(*values):
+        """Label indices of the three slots."""
         return torch.LongTensor(
             [encoder.lab2ind[value] for encoder, value in zip(encoders, values)]
         )

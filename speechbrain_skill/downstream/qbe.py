@@ -223,6 +223,7 @@ def evaluate_qbe(queries, documents, truths, beta=None, min_query_frames=5):
     num_layers = len(next(iter(documents.values())))
 
     def at_layer(query_set, layer):
+        """Detection scores of a query set on one hidden state."""
         features = {f"q:{n}": f[layer] for n, f in queries[query_set].items()}
         features.update({f"d:{n}": f[layer] for n, f in documents.items()})
         features = normalise_features(features)

@@ -148,6 +148,7 @@ class SlotCTCBrain(TokenCTCBrain):
         refs = [tokens_to_slot_text(tokens) for tokens in self.references]
 
         def words(text):
+            """The words of a text without its slot tags."""
             return [word for word in text.split() if not is_slot_tag(word)]
 
         hyp_words = [words(text) for text in hyps]

@@ -29,6 +29,7 @@ class S3PRLCompatibilityError(RuntimeError):
 
 def _unavailable(name, reason):
     def call(*args, **kwargs):
+        """Refuse with the reason."""
         raise S3PRLCompatibilityError(f"{name} is unavailable here: {reason}")
 
     return call

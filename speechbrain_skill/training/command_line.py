@@ -178,6 +178,7 @@ def user_error_hook(default_hook, verbose=False):
     """
 
     def hook(kind, error, traceback):
+        """Print a user error as one line; anything else as usual."""
         if issubclass(kind, USER_ERRORS) and not verbose:
             print(f"error: {error}", file=sys.stderr)
             sys.stderr.flush()

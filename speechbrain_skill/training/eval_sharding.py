@@ -14,7 +14,7 @@ from torch.utils.data import IterableDataset, Sampler
 
 
 class EvalShardSampler(Sampler):
-    """Indices ``rank, rank + world_size, ...`` of a dataset, in order.
+    """Indices ``rank``, ``rank + world_size`` and so on of a dataset, in order.
 
     Arguments
     ---------

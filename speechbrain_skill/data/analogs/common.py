@@ -48,6 +48,7 @@ def synthesize_jobs(jobs, workers=2):
     """
 
     def run(job):
+        """Speak one job's text with its voice and write the file."""
         path, text, voice, key = job
         audio = speak(text, voice, key)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
