@@ -6,6 +6,7 @@ missing data folder surfaced as tracebacks around a good message.
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -142,3 +143,14 @@ def test_quick_start_typo_is_one_line(tmp_path):
     assert line.startswith("error: quickstart.sh: unknown option --target_sparsty")
     assert not Path(tmp_path / "qs").exists()
     print(f"typo through the quick start: {elapsed:.1f} s, load {os.getloadavg()}")
+
+
+@pytest.mark.parametrize("row", recipe_rows(), ids=lambda row: row["id"])
+def test_the_recipe_tables_debug_flags_are_all_known(row, tmp_path):
+    import speechbrain as sb
+
+    flags = row["test_debug_flags"].format(builtin_corpus=tmp_path)
+    hparams_file, _, overrides = sb.parse_arguments(
+        [str(REPO / row["Hparam_file"]), *shlex.split(flags)]
+    )
+    check_overrides(hparams_file, overrides)  # raises on an unknown option
