@@ -30,7 +30,7 @@ def test_summary_names_the_exports_and_the_refusal(tmp_path):
     }
     (tmp_path / "export_summary.json").write_text(json.dumps(summary))
     text = format_summary(_report(tmp_path))
-    assert "exports            speechbrain, hf, onnx" in text
+    assert "exports            SpeechBrain (hyperparams.yaml), hf/, onnx/" in text
     assert "hf_stock refused: the last conv layer is soft" in text
     # Why layer 5: the deepest teacher layer of its group.
     assert "[3, 4, 5] -> student layer 5" in text and "deepest" in text

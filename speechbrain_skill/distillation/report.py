@@ -371,7 +371,12 @@ def _export_lines(report):
     if not path.is_file():
         return []
     summary = json.loads(path.read_text())
-    written = [name for name in summary.get("folders", {}) if name != "student"]
+    names = {"speechbrain": "SpeechBrain (hyperparams.yaml)"}
+    written = [
+        names.get(name, f"{name}/")
+        for name in summary.get("folders", {})
+        if name != "student"
+    ]
     lines = [f"exports            {', '.join(written) or 'none'} (export_summary.json)"]
     for name, reasons in summary.get("refused", {}).items():
         lines += textwrap.wrap(

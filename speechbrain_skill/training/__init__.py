@@ -13,6 +13,9 @@
   that a rerun reuses a finished stage only when nothing it depends on changed.
 * :mod:`~speechbrain_skill.training.checks`: configuration checks that run
   before any model is built or downloaded.
+* :mod:`~speechbrain_skill.training.command_line`: a recipe's command line
+  (options checked against the yaml, closest key named) and user errors as one
+  line without a traceback.
 * :mod:`~speechbrain_skill.training.lr_schedule`: one learning-rate factor for
   every parameter group (main weights, gates, multipliers), first step warmed up.
 * :mod:`~speechbrain_skill.training.progress`: a progress bar over a stage's
