@@ -23,6 +23,7 @@ from speechbrain_skill.data.manifests import (
     read_manifest,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def prepare_librispeech(
     splits = [*tr_splits, *dev_splits, *te_splits]
     missing = [s for s in splits if not (Path(data_folder) / s).is_dir()]
     if missing:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             "LibriSpeech split folder not found: "
             + ", ".join(str(Path(data_folder) / s) for s in missing)
             + " (check --data_folder; it must contain the split folders)."

@@ -21,6 +21,16 @@ class ConfigurationError(ValueError):
     """A setting or a combination of settings that cannot run."""
 
 
+class DataLayoutError(ConfigurationError, FileNotFoundError):
+    """A data folder that does not hold what the recipe reads (a user error).
+
+    Example
+    -------
+    >>> isinstance(DataLayoutError("no csv"), FileNotFoundError)
+    True
+    """
+
+
 def _plain(value):
     """``value`` as plain Python, or None when it is (or holds) a yaml object."""
     tag = getattr(getattr(value, "tag", None), "value", None)

@@ -22,6 +22,7 @@ from speechbrain_skill.data.manifests import (
     mark_prepared,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def check_fluent_layout(data_folder):
         if not (folder / "data" / name).is_file()
     ]
     if missing:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"Not a Fluent Speech Commands folder: {folder} is missing "
             + ", ".join(missing)
             + " (expected data/{train,valid,test}_data.csv with the columns "

@@ -27,11 +27,12 @@ from speechbrain_skill.training.checks import (
     check_run_options,
     read_settings,
 )
+from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     # Plain settings first: a bad value, data folder or layout fails before
     # the yaml builds (and maybe downloads) the upstream.

@@ -30,6 +30,7 @@ from speechbrain_skill.data.manifests import (
     mark_prepared,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def prepare_iemocap(
         )
     problems = layout_problems(data_folder)
     if problems:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"{data_folder} is not an IEMOCAP root (nor a built-in corpus root "
             f"with corpus_info.json): {'; '.join(problems[:4])}"
             + (f" and {len(problems) - 4} more" if len(problems) > 4 else "")
@@ -205,7 +206,7 @@ def _session_rows(data_folder, session, num_workers):
             len(labelled) - len(rows),
         )
     if not rows:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"{root}: no labelled utterance ({', '.join(sorted(KEPT_LABELS))}) "
             "with audio under sentences/wav/<dialog>/<utterance>.wav."
         )

@@ -30,6 +30,7 @@ from speechbrain_skill.data.manifests import (
     write_manifest,
 )
 from speechbrain_skill.downstream.diarization import read_rttm
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def prepare_librimix_sd(
         data_folder = Path(build_sd_analog(analog, seed=analog_seed))
     problems = layout_problems(data_folder)
     if problems:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"{data_folder} is not a SUPERB SD data folder (Libri2Mix in Kaldi "
             "style: <split>/wav.scp and <split>/rttm for train, dev, test; or a "
             f"built-in corpus root with corpus_info.json): {'; '.join(problems)}"
@@ -156,7 +157,7 @@ def prepare_librimix_sd(
             if duration is not None
         ]
         if not rows:
-            raise FileNotFoundError(
+            raise DataLayoutError(
                 f"{data_folder / split}: no recording with audio and RTTM segments."
             )
         counts[split] = write_manifest(Path(save_folder) / f"{split}.csv", HEADER, rows)

@@ -28,6 +28,7 @@ from speechbrain_skill.data.manifests import (
     read_manifest,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import file_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def check_libriphone_layout(data_folder, lexicon_file, splits):
         if not (Path(data_folder) / split).is_dir()
     ]
     if missing:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             "Phoneme recognition needs a LibriSpeech folder and a lexicon; missing: "
             + "; ".join(missing)
             + " (lexicon: 'WORD PHONES' per line, e.g. librispeech-lexicon.txt)."

@@ -26,6 +26,7 @@ from speechbrain_skill.data.manifests import (
     mark_prepared,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def check_quesst_layout(data_folder):
         if not list((scoring / folder).glob("*.rttm"))
     ]
     if missing:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"Not a QUESST 2014 folder: {data_folder} is missing "
             + ", ".join(missing)
             + "."

@@ -35,12 +35,13 @@ from speechbrain_skill.training.checks import (
     check_run_options,
     read_settings,
 )
+from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.run_lock import lock_output_folder
 
 logger = logging.getLogger(__name__)
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     # Plain settings first: a bad value, data folder or layout fails before
     # the yaml builds (and maybe downloads) the upstream.
     settings = read_settings(hparams_file, overrides)

@@ -28,6 +28,7 @@ from speechbrain_skill.data.manifests import (
     mark_prepared,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def check_snips_layout(data_folder):
     missing = [] if (folder / TRANSCRIPTS).is_file() else [TRANSCRIPTS]
     missing += [f"{split}/" for split in SPLITS if not (folder / split).is_dir()]
     if missing:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"Not an Audio SNIPS folder: {folder} is missing "
             + ", ".join(missing)
             + f" (expected {TRANSCRIPTS} and the train/, valid/, test/ wav folders)."

@@ -38,6 +38,7 @@ from speechbrain_skill.data.manifests import (
     read_manifest,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def detect_format(data_folder):
         return "speech_commands"
     if (folder / "keywords").is_dir():
         return "builtin"
-    raise FileNotFoundError(
+    raise DataLayoutError(
         f"{data_folder} is neither Speech Commands (no validation_list.txt), a "
         "built-in corpus with a keywords split (generate one with "
         "--keywords_per_speaker > 0), nor a folder of train.csv, valid.csv and "
@@ -253,7 +254,7 @@ def _background_noise(folder):
         except BadAudioError as err:
             logger.warning("Background noise %s unusable: %s", wav, err.reason)
     if not noise:
-        raise FileNotFoundError(f"No usable background-noise wav files in {folder}.")
+        raise DataLayoutError(f"No usable background-noise wav files in {folder}.")
     return noise
 
 

@@ -26,6 +26,7 @@ from speechbrain_skill.training.checks import (
     check_run_options,
     read_settings,
 )
+from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.run_lock import lock_output_folder
 
@@ -69,7 +70,7 @@ def verification_datasets(hparams):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     settings = read_settings(hparams_file, overrides)
     check_run_options(settings, run_opts)

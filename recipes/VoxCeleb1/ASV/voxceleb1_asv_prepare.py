@@ -36,6 +36,7 @@ from speechbrain_skill.data.manifests import (
     write_manifest,
 )
 from speechbrain_skill.downstream.verification_metrics import read_trials
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def prepare_voxceleb1_asv(
     trial_file = Path(trial_file) if trial_file else data_folder / TRIAL_FILE
     missing = [str(p) for p in (data_folder / "wav", trial_file) if not p.exists()]
     if missing:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"{data_folder} is not a VoxCeleb1 root: missing {' and '.join(missing)} "
             "(expected wav/<speaker>/<video>/<utt>.wav and the trial list "
             "veri_test2.txt, or pass trial_file; a built-in corpus root with "
@@ -211,7 +212,7 @@ def prepare_voxceleb1_asv(
         if path.relative_to(data_folder / "wav").parts[0] not in test_speakers
     )
     if not train_paths:
-        raise FileNotFoundError(
+        raise DataLayoutError(
             f"{data_folder / 'wav'} has no training speaker (every speaker is in "
             f"{trial_file.name})."
         )

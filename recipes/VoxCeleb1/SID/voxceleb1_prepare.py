@@ -27,6 +27,7 @@ from speechbrain_skill.data.manifests import (
     read_manifest,
     write_manifest,
 )
+from speechbrain_skill.training.checks import DataLayoutError
 from speechbrain_skill.training.stage_records import folder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def detect_format(data_folder, split_file=None):
         return "voxceleb1"
     if all((folder / name).is_dir() for name in BUILTIN_SPLITS.values()):
         return "builtin"
-    raise FileNotFoundError(
+    raise DataLayoutError(
         f"{data_folder} is neither VoxCeleb1 (no iden_split.txt; pass split_file "
         "if it is elsewhere), a built-in corpus (train-clean-100, dev-clean, "
         "test-clean folders), nor a folder of train.csv, valid.csv and test.csv "
