@@ -40,6 +40,7 @@ Usage (docs/distillation.md has the measured output)::
     python benchmarks/bench_whole_run.py --reference /work/ref/DPHuBERT \\
         --audio /work/shared/real_audio/librispeech/train-clean-100 \\
         --num_layers 4 --steps 200 --final-steps 100 --json whole_run.json
+    python benchmarks/bench_whole_run.py --table whole_run.json   # the table again
 """
 
 import argparse
@@ -404,11 +405,36 @@ def run(args):
     return report
 
 
+def markdown(report):
+    """The per-tenth table of a report (docs/distillation.md)."""
+    lines = [
+        "| steps | target | sparsity ours / ref | s/step ours / ref | ratio "
+        "| ours: teacher / student fwd / rest s | gate samples = 0 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report["by_tenth"]:
+        ref_s = row["seconds_reference"]
+        ratio = f"{ref_s / row['seconds_ours']:.2f}" if ref_s else "-"
+        zeros = row["ours_zero_gate_fraction"]
+        lines.append(
+            f"| {row['steps'][0]}-{row['steps'][1]} | {row['target']:.3f} "
+            f"| {row['sparsity_ours']:.3f} / {row['sparsity_reference'] or 0:.3f} "
+            f"| {row['seconds_ours']:.2f} / {ref_s or 0:.2f} | {ratio} "
+            f"| {row['ours_teacher_s']:.2f} / {row['ours_student_forward_s']:.2f} / "
+            f"{row['ours_rest_s']:.2f} | {zeros if zeros is None else f'{zeros:.2f}'} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--table":
+        print(markdown(json.loads(Path(sys.argv[2]).read_text())))
+        return None
     args = parse_args(argv)
     report = run(args)
     short = {k: v for k, v in report.items() if not k.endswith("history")}
     print(json.dumps(short, indent=2))
+    print(markdown(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
