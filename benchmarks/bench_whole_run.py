@@ -109,11 +109,16 @@ def parse_args(argv=None):
 
 
 class Clock:
-    """Wall-clock seconds of a call, synchronising CUDA; peak memory per name."""
+    """Wall-clock seconds of a call, synchronising CUDA; peak memory per name.
+
+    Process CPU seconds of each call go to ``cpu[name]`` (at one thread the
+    measure of work least disturbed by other processes on a shared machine).
+    """
 
     def __init__(self, device):
         self.cuda = torch.device(device).type == "cuda"
         self.peak = {}
+        self.cpu = {}
 
     def sync(self):
         if self.cuda:
@@ -123,10 +128,12 @@ class Clock:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
         self.sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = function()
         self.sync()
         elapsed = time.perf_counter() - start
+        cpu = self.cpu.setdefault(name, [])
+        cpu.append(time.process_time() - start_cpu)
         if self.cuda:
             peak = torch.cuda.max_memory_allocated() / 2**30
             self.peak[name] = max(self.peak.get(name, 0.0), peak)
@@ -396,6 +403,7 @@ def run(args):
         "materialised": sizes,
         "final_student_params_ours": final_params,
         "peak_memory_gib": {k: round(v, 3) for k, v in clock.peak.items()},
+        "process_cpu_seconds": {k: round(sum(v), 2) for k, v in clock.cpu.items()},
         "by_tenth": tenths(prune_history, keys),
         "load_average_start_prune_end_final_end": load,
         "wall_seconds": round(time.time() - started, 1),
