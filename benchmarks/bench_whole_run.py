@@ -40,7 +40,8 @@ Usage (docs/distillation.md has the measured output)::
     python benchmarks/bench_whole_run.py --reference /work/ref/DPHuBERT \\
         --audio /work/shared/real_audio/librispeech/train-clean-100 \\
         --num_layers 4 --steps 200 --final-steps 100 --json whole_run.json
-    python benchmarks/bench_whole_run.py --table whole_run.json   # the table again
+    # the table of a past run again, and a PNG of its trajectories
+    python benchmarks/bench_whole_run.py --table whole_run.json whole_run.png
 """
 
 import argparse
@@ -434,10 +435,45 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def plot(report, path):
+    """PNG: sparsity of both, and seconds per step of both, per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = report["prune_history"]
+    steps = [h["step"] for h in history]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    top.plot(steps, [h["sparsity_reference"] for h in history], lw=2.5, alpha=0.6,
+             label="reference (DPHuBERT)")  # fmt: skip
+    top.plot(steps, [h["sparsity_ours"] for h in history], "k--", lw=1, label="ours")
+    top.plot(steps, [h["target"] for h in history], "r", lw=0.8, label="target")
+    top.set_ylabel("expected sparsity")
+    top.legend()
+    for name, style in (("reference", "-"), ("ours", "--")):
+        bottom.plot(steps, [h[f"seconds_{name}"] for h in history], style, lw=1,
+                    label=name)  # fmt: skip
+    bottom.set_ylabel("seconds per step (wall)")
+    bottom.set_xlabel("distill + prune step")
+    bottom.legend()
+    settings = report["settings"]
+    fig.suptitle(
+        f"{settings['num_layers']} layers at Base+ widths, "
+        f"{settings['batch_size']} x {settings['seconds']:g} s, 1 thread"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main(argv=None):
-    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--table":
-        print(markdown(json.loads(Path(sys.argv[2]).read_text())))
-        return None
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--table":  # --table JSON [PNG]: a past run's table
+        report = json.loads(Path(argv[1]).read_text())
+        print(markdown(report))
+        if len(argv) > 2:
+            plot(report, argv[2])
+        return report
     args = parse_args(argv)
     report = run(args)
     short = {k: v for k, v in report.items() if not k.endswith("history")}
