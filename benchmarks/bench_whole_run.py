@@ -95,8 +95,14 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument(
+        "--unfused",
+        action="store_true",
+        help="ours with the for-loop AdamW (default: fused, as the recipe yamls)",
+    )
     parser.add_argument("--json", default=None, help="write all numbers here")
     args = parser.parse_args(argv)
+    args.fused = not args.unfused
     if args.distill_layers is None:
         n = args.num_layers
         thirds = sorted({max(1, round(n * k / 3)) for k in (1, 2, 3)})
@@ -251,8 +257,8 @@ def prune_stage(args, ref, brain, noise, batches, clock):
             h = history[-1]
             print(
                 f"prune {step + 1:5d}  sparsity ours {h['sparsity_ours']:.3f} ref "
-                f"{h['sparsity_reference']}  s/step ours {h['seconds_ours']:.2f} ref "
-                f"{h['seconds_reference']}  load {os.getloadavg()[0]:.1f}",
+                f"{h['sparsity_reference']}  seconds so far {totals(history)}  "
+                f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     return history
@@ -300,7 +306,9 @@ def final_stage(args, lightning, ref, brain, batches, clock):
             "student": pruned,
             "heads": brain.modules.heads,
         },
-        opt_class=partial(torch.optim.AdamW, lr=FINAL_LR, weight_decay=0.0, fused=True),
+        opt_class=partial(
+            torch.optim.AdamW, lr=FINAL_LR, weight_decay=0.0, fused=args.fused
+        ),
         hparams=dict(
             distill_loss=brain.hparams.distill_loss,
             lr_annealing=LinearWarmupScheduler(FINAL_LR, warmup, args.final_steps),

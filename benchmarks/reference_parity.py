@@ -337,9 +337,11 @@ def build(args, reference_model, lightning):
         distill_loss=DistillationLoss(
             l1_weight=1.0, cos_weight=1.0, cos_type="neg_cos"
         ),
-        gate_opt_class=lambda p: torch.optim.AdamW(p, lr=args.reg_lr, weight_decay=0.0),
+        gate_opt_class=lambda p: torch.optim.AdamW(
+            p, lr=args.reg_lr, weight_decay=0.0, fused=args.fused
+        ),
         lambda_opt_class=lambda p: torch.optim.AdamW(
-            p, lr=args.reg_lr, weight_decay=0.0, maximize=True
+            p, lr=args.reg_lr, weight_decay=0.0, maximize=True, fused=args.fused
         ),
         lr_annealing=LinearWarmupScheduler(args.lr, args.lr_warmup, args.steps),
         max_steps=args.steps,
@@ -356,7 +358,9 @@ def build(args, reference_model, lightning):
             "heads": heads,
             "lagrangian": lagrangian,
         },
-        opt_class=lambda p: torch.optim.AdamW(p, lr=args.lr, weight_decay=0.0),
+        opt_class=lambda p: torch.optim.AdamW(
+            p, lr=args.lr, weight_decay=0.0, fused=args.fused
+        ),
         hparams=hparams,
         run_opts={
             "device": args.device,
@@ -743,6 +747,9 @@ def main(argv=None):
     parser.add_argument("--clip", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="our Brain's device")
+    parser.add_argument(
+        "--fused", action="store_true", help="ours with fused AdamW (the yamls')"
+    )
     parser.add_argument("--precision", default="fp32", help="our Brain's precision")
     parser.add_argument("--plot", default=None, help="PNG of the trajectories")
     parser.add_argument("--output", default=None, help="JSON with all numbers")
