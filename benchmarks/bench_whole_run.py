@@ -268,11 +268,36 @@ def fit(brain, wavs):
     return float(brain.fit_batch(parity.audio_batch(wavs)))
 
 
-def final_reference(args, lightning, ref, warmup):
-    """The reference's final stage on its student pruned in place (no gates)."""
+def pruned_reference_student(reference_model, hf_teacher, ref, kept):
+    """The reference's pruned student rebuilt from its pruned config (prune.py).
+
+    Its in-place ``prune()`` leaves the attention modules' head counts as they
+    were, so, like the reference's prune.py, a fresh model is built with the
+    kept sizes and given the pruned weights.
+    """
+    config = parity.reference_config(hf_teacher.config, prune=False)
+    config.update(
+        extractor_conv_layer_config=[
+            (channels, kernel, stride)
+            for channels, (_, kernel, stride) in zip(
+                kept["conv"], config["extractor_conv_layer_config"]
+            )
+        ],
+        encoder_use_attention=[heads > 0 for heads in kept["heads"]],
+        encoder_num_heads=kept["heads"],
+        encoder_use_feed_forward=[units > 0 for units in kept["ffn"]],
+        encoder_ff_interm_features=kept["ffn"],
+    )
+    student = reference_model.wav2vec2_model(**config)
+    student.load_state_dict(ref.student_model.state_dict(), strict=False)
+    return student.train()
+
+
+def final_reference(args, lightning, ref, warmup, student):
+    """The reference's final stage (no gates) on its pruned student."""
     module = lightning.DistillModule(
         teacher_model=ref.teacher_model,
-        student_model=ref.student_model.train(),
+        student_model=student,
         distill_mode="layer2layer",
         distill_layers=ref.distill_layers,
         distill_linear_projs=ref.distill_linear_projs,
@@ -293,7 +318,7 @@ def final_reference(args, lightning, ref, warmup):
     return ReferenceTrainer(module, args)
 
 
-def final_stage(args, lightning, ref, brain, batches, clock):
+def final_stage(args, lightning, ref, brain, batches, clock, ref_student=None):
     """Final distillation of both materialised students, interleaved."""
     from speechbrain.nnet.schedulers import LinearWarmupScheduler
 
@@ -324,8 +349,9 @@ def final_stage(args, lightning, ref, brain, batches, clock):
         },
     )
     ours.on_fit_start()
-    # ``ref.student_model`` was pruned in place by materialised_sizes().
-    trainer = final_reference(args, lightning, ref, warmup) if ref else None
+    trainer = None
+    if ref is not None:
+        trainer = final_reference(args, lightning, ref, warmup, ref_student)
     history = []
     for step, wavs in enumerate(batches):
         runs = {"ours": partial(fit, ours, wavs)}
@@ -359,7 +385,7 @@ def run(args):
     reference_model = lightning = noise = None
     if args.reference:
         reference_model, lightning = parity.import_reference(args.reference)
-    ref, brain, pairs, _ = parity.build(args, reference_model, lightning)
+    ref, brain, pairs, hf_teacher = parity.build(args, reference_model, lightning)
     if ref is not None:
         noise = parity.FixedNoise(pairs, args.seed + 1, device=args.device)
     batches = parity.make_batches(
@@ -374,9 +400,14 @@ def run(args):
     started = time.time()
     prune_history = prune_stage(args, ref, brain, noise, batches[: args.steps], clock)
     load.append(os.getloadavg())
-    sizes = parity.materialised_sizes(ref, brain) if ref else None
+    sizes, ref_student = None, None
+    if ref is not None:
+        sizes = parity.materialised_sizes(ref, brain)  # prunes ref's in place
+        ref_student = pruned_reference_student(
+            reference_model, hf_teacher, ref, sizes["kept_reference"]
+        )
     final_history, final_params = final_stage(
-        args, lightning, ref, brain, batches[args.steps :], clock
+        args, lightning, ref, brain, batches[args.steps :], clock, ref_student
     )
     load.append(os.getloadavg())
     keys = [
