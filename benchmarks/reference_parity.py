@@ -191,8 +191,9 @@ def our_name(reference_name):
 class FixedNoise:
     """Feeds the same uniform noise to the gates of both implementations."""
 
-    def __init__(self, pairs, seed):
+    def __init__(self, pairs, seed, device="cpu"):
         self.pairs = pairs
+        self.device = device
         self.generator = torch.Generator().manual_seed(seed)
         for ref_gate, our_gate in pairs:
             ref_gate.log_alpha.new = self._reference_source(ref_gate)
@@ -202,7 +203,9 @@ class FixedNoise:
     def draw(self):
         """New noise for the next step (both sides)."""
         self.noise = [
-            EPS + (1 - 2 * EPS) * torch.rand(g.n_in, generator=self.generator)
+            (EPS + (1 - 2 * EPS) * torch.rand(g.n_in, generator=self.generator)).to(
+                self.device
+            )
             for g, _ in self.pairs
         ]
         self.index = {id(g): i for i, (g, _) in enumerate(self.pairs)}
@@ -258,29 +261,12 @@ def make_batches(steps, batch_size, seconds, audio_dir, seed):
 
 
 # ----------------------------------------------------------------- the two sides
-def build(args, reference_model, lightning):
-    hf_config = tiny_config(
-        "hubert",
-        hidden_size=args.hidden_size,
-        num_hidden_layers=args.num_layers,
-        num_attention_heads=4,
-        intermediate_size=4 * args.hidden_size,
-        conv_dim=(args.conv_channels,) * 7,
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=8,
-    )
-    hf_teacher = random_ssl_model(hf_config, seed=args.seed)
-    layers = [int(x) for x in args.distill_layers.replace(".", ",").split(",")]
-    sharing_groups = [
-        [int(x) for x in group.split(",")] for group in args.distill_layers.split(".")
-    ]
-    positions, sharing = 0, []
-    for group in sharing_groups:
-        sharing.append(list(range(positions, positions + len(group))))
-        positions += len(group)
+def build_reference(args, reference_model, lightning, hf_teacher, layers, groups):
+    """The reference's DistillModule for a Hugging Face teacher.
 
-    # Reference side: its model classes, its DistillModule (loss, Lagrangian,
-    # optimizer groups, scheduler).
+    Its teacher and student models, loss, Lagrangian, optimizer groups and
+    scheduler, all the reference's code.
+    """
     ref_teacher = load_reference_model(reference_model, hf_teacher, prune=False)
     for param in ref_teacher.parameters():
         param.requires_grad = False
@@ -288,7 +274,7 @@ def build(args, reference_model, lightning):
     ref_student = load_reference_model(reference_model, hf_teacher, prune=True)
     dim = args.hidden_size
     projections = torch.nn.ModuleList()
-    for group in sharing_groups:
+    for group in groups:
         linear = torch.nn.Linear(dim, dim)
         torch.nn.init.eye_(linear.weight)
         torch.nn.init.zeros_(linear.bias)
@@ -314,6 +300,30 @@ def build(args, reference_model, lightning):
         seconds_per_batch=None,
         num_workers=0,
     )
+    return ref
+
+
+def build(args, reference_model, lightning):
+    """Both sides; ``lightning`` None: ours only (``ref`` and ``pairs`` None)."""
+    hf_config = tiny_config(
+        "hubert",
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads,
+        intermediate_size=args.intermediate_size or 4 * args.hidden_size,
+        conv_dim=(args.conv_channels,) * 7,
+        num_conv_pos_embeddings=args.pos_conv_kernel,
+        num_conv_pos_embedding_groups=args.pos_conv_groups,
+    )
+    hf_teacher = random_ssl_model(hf_config, seed=args.seed)
+    layers = [int(x) for x in args.distill_layers.replace(".", ",").split(",")]
+    sharing_groups = [
+        [int(x) for x in group.split(",")] for group in args.distill_layers.split(".")
+    ]
+    positions, sharing = 0, []
+    for group in sharing_groups:
+        sharing.append(list(range(positions, positions + len(group))))
+        positions += len(group)
 
     # Our side: the recipe's Brain with the same settings.
     from speechbrain.nnet.schedulers import LinearWarmupScheduler
@@ -322,15 +332,17 @@ def build(args, reference_model, lightning):
     student = PrunableSSLEncoder.from_hf(
         hf_teacher, prune_conv=True, prune_heads=True, prune_ffn_units=True
     ).train()
-    heads = LayerProjections(layers, dim, sharing=sharing)
+    heads = LayerProjections(layers, args.hidden_size, sharing=sharing)
     lagrangian = SparsityLagrangian(args.target_sparsity, args.sparsity_warmup)
     hparams = dict(
         distill_loss=DistillationLoss(
             l1_weight=1.0, cos_weight=1.0, cos_type="neg_cos"
         ),
-        gate_opt_class=lambda p: torch.optim.AdamW(p, lr=args.reg_lr, weight_decay=0.0),
+        gate_opt_class=lambda p: torch.optim.AdamW(
+            p, lr=args.reg_lr, weight_decay=0.0, fused=args.fused
+        ),
         lambda_opt_class=lambda p: torch.optim.AdamW(
-            p, lr=args.reg_lr, weight_decay=0.0, maximize=True
+            p, lr=args.reg_lr, weight_decay=0.0, maximize=True, fused=args.fused
         ),
         lr_annealing=LinearWarmupScheduler(args.lr, args.lr_warmup, args.steps),
         max_steps=args.steps,
@@ -347,12 +359,23 @@ def build(args, reference_model, lightning):
             "heads": heads,
             "lagrangian": lagrangian,
         },
-        opt_class=lambda p: torch.optim.AdamW(p, lr=args.lr, weight_decay=0.0),
+        opt_class=lambda p: torch.optim.AdamW(
+            p, lr=args.lr, weight_decay=0.0, fused=args.fused
+        ),
         hparams=hparams,
-        run_opts={"device": "cpu", "noprogressbar": True},
+        run_opts={
+            "device": args.device,
+            "precision": args.precision,
+            "noprogressbar": True,
+        },
+    )
+    if lightning is None:
+        return None, brain, None, hf_teacher
+    ref = build_reference(
+        args, reference_model, lightning, hf_teacher, layers, sharing_groups
     )
     # Same initial gates in both.
-    pairs = gate_pairs(ref_student, student)
+    pairs = gate_pairs(ref.student_model, student)
     with torch.no_grad():
         for ref_gate, our_gate in pairs:
             ref_gate.log_alpha.copy_(our_gate.log_alpha)
@@ -700,6 +723,12 @@ def main(argv=None):
     parser.add_argument("--hidden_size", type=int, default=64)
     parser.add_argument("--num_layers", type=int, default=4)
     parser.add_argument("--conv_channels", type=int, default=32)
+    parser.add_argument("--num_heads", type=int, default=4)
+    parser.add_argument("--pos_conv_kernel", type=int, default=8)
+    parser.add_argument("--pos_conv_groups", type=int, default=8)
+    parser.add_argument(
+        "--intermediate_size", type=int, default=None, help="default: 4 x hidden"
+    )
     parser.add_argument(
         "--distill_layers",
         default="0.2,4",
@@ -718,6 +747,11 @@ def main(argv=None):
     parser.add_argument("--target_sparsity", type=float, default=0.75)
     parser.add_argument("--clip", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="our Brain's device")
+    parser.add_argument(
+        "--fused", action="store_true", help="ours with fused AdamW (the yamls')"
+    )
+    parser.add_argument("--precision", default="fp32", help="our Brain's precision")
     parser.add_argument("--plot", default=None, help="PNG of the trajectories")
     parser.add_argument("--output", default=None, help="JSON with all numbers")
     args = parser.parse_args(argv)

@@ -372,3 +372,32 @@ def test_macs_count_projections_and_attention_products_of_each_head():
     projections = 4 * frames * hidden * head_dim  # q, k, v rows; output columns
     products = 2 * frames * frames * head_dim  # scores and weighted values
     assert full - one_head_less == projections + products
+
+
+def test_int8_onnx_export_quantizes_every_weight_matmul_and_keeps_convs(tmp_path):
+    model = make_student("pruned_wavlm")
+    folder = save_student(model, tmp_path / "student")
+    summary = export_student(folder, tmp_path / "out", formats=["onnx_int8"])
+    info = summary["int8"]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d)]
+    # One int8 product per Linear of the student; convolutions stay fp32.
+    int8_products = sum(
+        n for op, n in info["int8_ops"].items() if op != "DynamicQuantizeLinear"
+    )
+    assert int8_products == len(linears)
+    assert info["fp32_ops"]["Conv"] == len(convs)
+    assert info["fused"].get("SkipLayerNormalization", 0) > 0
+    cosines = info["layer_cosines"]
+    assert len(cosines) == model.config.num_layers + 1
+    assert min(cosines) > 0.99
+    assert 0 < summary["parity"]["onnx_int8"] < 1.0
+    card = (tmp_path / "out" / "onnx_int8" / "README.md").read_text()
+    assert "int8 for CPUs" in card and "onnx_int8/student.onnx" in card
+    assert (
+        json.loads((tmp_path / "out" / "onnx_int8" / "config.json").read_text())[
+            "int8"
+        ]["fp32_ops"]
+        == info["fp32_ops"]
+    )
+    assert not (tmp_path / "out" / "onnx_int8" / "fp32.onnx").exists()

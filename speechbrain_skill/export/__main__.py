@@ -11,7 +11,12 @@ import argparse
 import json
 import logging
 
-from speechbrain_skill.export.exporter import FORMATS, SUMMARY_NAME, export_student
+from speechbrain_skill.export.exporter import (
+    FORMATS,
+    OPTIONAL_FORMATS,
+    SUMMARY_NAME,
+    export_student,
+)
 
 
 def main(argv=None):
@@ -32,7 +37,13 @@ def main(argv=None):
     )
     parser.add_argument("student", help="student folder (config.json + weights)")
     parser.add_argument("--output", help="output folder (default: the student's)")
-    parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=list(FORMATS),
+        choices=FORMATS + OPTIONAL_FORMATS,
+        help="onnx_int8 (int8 ONNX for CPUs) only when named",
+    )
     parser.add_argument(
         "--no_check", action="store_true", help="skip loading the exports back"
     )

@@ -164,7 +164,41 @@ def _load_section(summary):
             '{"wavs": wavs, "wav_lengths": lengths})',
             "```",
         ]
+    if "onnx_int8" in folders:
+        sections += [""] + _int8_lines(folders["onnx_int8"], summary.get("int8", {}))
     return sections
+
+
+def _int8_lines(folder, info):
+    """The card's int8 ONNX entry: what is int8, what stays fp32, fidelity."""
+    int8_ops = ", ".join(
+        f"{n} {op}" for op, n in sorted(info.get("int8_ops", {}).items())
+    )
+    fp32_ops = ", ".join(
+        f"{n} {op}" for op, n in sorted(info.get("fp32_ops", {}).items())
+    )
+    lines = [
+        "ONNX, int8 for CPUs (`onnx_int8/student.onnx`, same inputs and outputs; "
+        "GELU and residual + LayerNorm fused, the matrix multiplies by a weight "
+        "in int8 with dynamic uint8 activations, convolutions and attention "
+        "products in fp32"
+        + (f"; int8: {int8_ops}; fp32: {fp32_ops}" if int8_ops else "")
+        + "). Approximate: compare its hidden states with the fp32 ONNX export "
+        "on your data before relying on it.",
+        "",
+        "```python",
+        f'session = onnxruntime.InferenceSession("{folder}/student.onnx")',
+        "```",
+    ]
+    cosines = info.get("layer_cosines")
+    if cosines:
+        lines += [
+            "",
+            "Cosine to the student per hidden state (parity batch): "
+            + ", ".join(f"{c:.4f}" for c in cosines)
+            + ".",
+        ]
+    return lines
 
 
 def model_card(student, summary, report=None):

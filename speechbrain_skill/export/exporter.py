@@ -36,7 +36,14 @@ from speechbrain_skill.training.modules import unwrap
 logger = logging.getLogger(__name__)
 
 FORMATS = ("speechbrain", "hf", "hf_stock", "onnx")
-SUBFOLDERS = {"hf": "hf", "hf_stock": "hf_stock", "onnx": "onnx"}
+# On request only (``--formats ... onnx_int8``): CPU deployment, approximate.
+OPTIONAL_FORMATS = ("onnx_int8",)
+SUBFOLDERS = {
+    "hf": "hf",
+    "hf_stock": "hf_stock",
+    "onnx": "onnx",
+    "onnx_int8": "onnx_int8",
+}
 SUMMARY_NAME = "export_summary.json"
 
 
@@ -135,6 +142,37 @@ def _export_onnx(student, folder, summary, check):
     return run_onnx(session, *parity_batch())[0]
 
 
+def _export_onnx_int8(student, folder, summary, check):
+    """int8 ONNX export (fused, int8 weight matmuls); its parity-batch output."""
+    try:
+        from speechbrain_skill.export.int8 import quantize_onnx
+        from speechbrain_skill.export.onnx import (
+            ONNX_NAME,
+            export_onnx,
+            onnx_session,
+            onnx_signature,
+            run_onnx,
+        )
+
+        folder.mkdir(parents=True, exist_ok=True)
+        fp32 = folder / "fp32.onnx"
+        export_onnx(student, fp32)
+        info = quantize_onnx(fp32, folder / ONNX_NAME)
+        fp32.unlink()
+        session = onnx_session(folder / ONNX_NAME) if check else None
+    except ImportError as err:
+        reason = f"{err}; install the extra: pip install speechbrain_skill[export]"
+        summary["refused"]["onnx_int8"] = [reason]
+        logger.warning("No int8 ONNX export: %s", reason)
+        return None
+    write_model_folder(folder, {**onnx_signature(student.config), "int8": info})
+    summary["folders"]["onnx_int8"] = str(folder)
+    summary["int8"] = info
+    if not check:
+        return None
+    return run_onnx(session, *parity_batch())
+
+
 def _export_command(source, output, formats):
     parts = ["python", "-m", "speechbrain_skill.export", str(source)]
     if output is not None:
@@ -156,7 +194,10 @@ def export_student(
     output : str or os.PathLike, optional
         Output folder (default: ``source``).
     formats : sequence of str
-        Any of ``speechbrain``, ``hf``, ``hf_stock``, ``onnx``.
+        Any of ``speechbrain``, ``hf``, ``hf_stock``, ``onnx`` and, on
+        request only, ``onnx_int8`` (:mod:`speechbrain_skill.export.int8`;
+        its parity entry is the largest difference, and the summary's
+        ``int8`` entry holds the per-layer cosines to the student).
     check : bool
         Load each export back and measure its difference to the student.
     student : PrunableSSLEncoder, optional
@@ -182,9 +223,10 @@ def export_student(
     from speechbrain_skill.export.hf_compact import export_problems, save_hf_compact
     from speechbrain_skill.export.hf_stock import save_hf_stock, stock_export_problems
 
-    unknown = sorted(set(formats) - set(FORMATS))
+    known = FORMATS + OPTIONAL_FORMATS
+    unknown = sorted(set(formats) - set(known))
     if unknown:
-        raise ValueError(f"Unknown export formats {unknown}; choose from {FORMATS}.")
+        raise ValueError(f"Unknown export formats {unknown}; choose from {known}.")
     source = Path(source)
     output = Path(output) if output is not None else source
     student = unwrap(student if student is not None else load_student(source)).eval()
@@ -268,6 +310,20 @@ def export_student(
             summary["parity"]["onnx"] = max_diff_on_real_frames(
                 hidden, reference, frame_lens
             )
+
+    if "onnx_int8" in formats:
+        folder = output / SUBFOLDERS["onnx_int8"]
+        result = _export_onnx_int8(student, folder, summary, check)
+        if result is not None:
+            from speechbrain_skill.export.int8 import hidden_state_cosines
+
+            hidden, frames = result
+            summary["parity"]["onnx_int8"] = max_diff_on_real_frames(
+                hidden, reference, frame_lens
+            )
+            summary["int8"]["layer_cosines"] = [
+                round(c, 6) for c in hidden_state_cosines(hidden, reference, frames)
+            ]
 
     card = model_card(student, summary, report)
     for folder in summary["folders"].values():
