@@ -84,9 +84,9 @@ def quantize_onnx(source, target, fuse=True):
     -------
     >>> import os
     >>> from speechbrain_skill.export.onnx import export_onnx, onnx_session, run_onnx
-    >>> from speechbrain_skill.lobes.student import PrunableSSLStudent, StudentConfig
+    >>> from speechbrain_skill.lobes.student import PrunableSSLEncoder, StudentConfig
     >>> folder = tempfile.mkdtemp()
-    >>> student = PrunableSSLStudent(StudentConfig.uniform("hubert", 32, 2, 4, 64, 16))
+    >>> student = PrunableSSLEncoder(StudentConfig.uniform("hubert", 32, 2, 4, 64, 16))
     >>> fp32 = export_onnx(student, os.path.join(folder, "fp32.onnx"))
     >>> int8 = os.path.join(folder, "int8.onnx")
     >>> info = quantize_onnx(fp32, int8)
