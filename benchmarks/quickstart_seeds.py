@@ -1,7 +1,7 @@
 """Where the quick start lands, over several seeds: sparsity reached vs target.
 
 Runs ``scripts/quickstart.sh`` (the whole quick start: built-in corpus, shipped
-tiny teacher, its default budget and settings) once per seed, each in its own
+teacher, its default budget and settings) once per seed, each in its own
 output folder, ``--jobs`` at a time with one CPU thread each, then prints per
 seed the expected sparsity at the last pruning step, the materialised
 sparsity of the exported student (``report.json``) and the distance to the

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quick start: build the built-in corpus and run the SKILL recipe on it with the
-# shipped tiny WavLM teacher, on CPU, in a few minutes. Usage:
+# shipped WavLM teacher distilled from Whisper (builtin:whisper-wavlm), on CPU, in a few
+# minutes. Usage:
 #   bash scripts/quickstart.sh [OUTPUT_DIR] [train.py options...]
 # Any setting below can be overridden (--num_groups=3 or --num_groups 3); other
 # options go to train.py as given. YAML picks another recipe yaml. THREADS sets the
@@ -29,7 +30,7 @@ KEYS=(data_folder output_folder teacher_source device train_splits dev_splits
 declare -A VALUE=(
     [data_folder]="$CORPUS"
     [output_folder]="$OUT"
-    [teacher_source]="${TEACHER:-builtin:tiny-wavlm}"
+    [teacher_source]="${TEACHER:-builtin:whisper-wavlm}"
     [device]=cpu
     [train_splits]='["train-clean-100"]'
     [dev_splits]='["dev-clean"]'

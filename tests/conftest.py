@@ -26,9 +26,22 @@ SMALL_CORPUS = dict(
 def builtin_corpus(tmp_path_factory):
     """A small built-in corpus in LibriSpeech layout (4 speakers)."""
     from speechbrain_skill.data.synthetic_corpus import generate_corpus
+    from speechbrain_skill.pretraining.whisper_ct2 import (
+        MODEL_FILE,
+        random_ct2_whisper_encoder,
+        write_ct2_model,
+    )
 
     root = tmp_path_factory.mktemp("builtin_corpus")
     generate_corpus(root, **SMALL_CORPUS)
+    # A tiny random Whisper encoder in the CTranslate2 format, for the Whisper
+    # distillation recipe's smoke test (--whisper_source={builtin_corpus}/...).
+    tiny_whisper = root / "tiny_whisper_ct2"
+    tiny_whisper.mkdir()
+    tensors = random_ct2_whisper_encoder(
+        d_model=8, layers=2, heads=2, ffn=16, mels=80, positions=1500
+    )
+    (tiny_whisper / MODEL_FILE).write_bytes(write_ct2_model("WhisperSpec", tensors))
     return root
 
 

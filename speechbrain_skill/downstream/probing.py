@@ -358,9 +358,14 @@ def speaker_probe(train_feats, train_rows, test_feats, test_rows, seed=0):
 
 
 def word_probe(feats, rows, folds=WORD_FOLDS, seed=0):
-    """Word identification, cross-validated over speaker-disjoint folds."""
+    """Word identification, cross-validated over speaker-disjoint folds.
+
+    With fewer speakers than ``folds``, each speaker is one fold
+    (leave-one-speaker-out).
+    """
     y, classes = _encode([r[2] for r in rows])
     speakers = [r[3] for r in rows]
+    folds = min(folds, len(set(speakers)))
     results = []
     for held in _folds(len(y), folds, seed, groups=speakers):
         train = np.setdiff1d(np.arange(len(y)), held)

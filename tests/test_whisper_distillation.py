@@ -1,0 +1,172 @@
+"""Whisper distillation pieces: CTranslate2 conversion, packed targets, the Brain."""
+
+import numpy as np
+import pytest
+import torch
+
+from speechbrain_skill.pretraining.collate import frame_hop
+from speechbrain_skill.pretraining.whisper_ct2 import (
+    ct2_to_whisper_encoder,
+    load_ct2_bytes,
+    random_ct2_whisper_encoder,
+    read_ct2_model,
+    write_ct2_model,
+)
+from speechbrain_skill.pretraining.whisper_targets import (
+    FrameTargets,
+    compute_whisper_targets,
+    pack_windows,
+)
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + torch.erf(x / np.sqrt(2)))
+
+
+def _layer_norm(x, gamma, beta, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * gamma + beta
+
+
+def reference_whisper_encoder(t, mels):
+    """Whisper's encoder written from the CTranslate2 tensors (fused q/k/v)."""
+
+    def p(name):
+        return torch.from_numpy(np.asarray(t[name], dtype=np.float32))
+
+    x = torch.nn.functional.conv1d(
+        mels, p("encoder/conv1/weight"), p("encoder/conv1/bias"), padding=1
+    )
+    x = _gelu(x)
+    x = torch.nn.functional.conv1d(
+        x, p("encoder/conv2/weight"), p("encoder/conv2/bias"), stride=2, padding=1
+    )
+    x = _gelu(x).transpose(1, 2)
+    x = x + p("encoder/position_encodings/encodings")[: x.shape[1]]
+    heads = int(np.asarray(t["encoder/num_heads"]))
+    d = x.shape[-1]
+    layer = 0
+    while f"encoder/layer_{layer}/ffn/linear_0/weight" in t:
+        pre = f"encoder/layer_{layer}/"
+        h = _layer_norm(
+            x,
+            p(pre + "self_attention/layer_norm/gamma"),
+            p(pre + "self_attention/layer_norm/beta"),
+        )
+        qkv = h @ p(pre + "self_attention/linear_0/weight").T + p(
+            pre + "self_attention/linear_0/bias"
+        )
+        q, k, v = qkv.split(d, dim=-1)
+
+        def split(z):
+            return z.view(z.shape[0], z.shape[1], heads, -1).transpose(1, 2)
+
+        q, k, v = split(q), split(k), split(v)
+        att = torch.softmax(q @ k.transpose(-1, -2) / np.sqrt(d // heads), dim=-1)
+        o = (att @ v).transpose(1, 2).reshape(x.shape)
+        x = (
+            x
+            + o @ p(pre + "self_attention/linear_1/weight").T
+            + p(pre + "self_attention/linear_1/bias")
+        )
+        h = _layer_norm(
+            x, p(pre + "ffn/layer_norm/gamma"), p(pre + "ffn/layer_norm/beta")
+        )
+        h = _gelu(h @ p(pre + "ffn/linear_0/weight").T + p(pre + "ffn/linear_0/bias"))
+        x = x + h @ p(pre + "ffn/linear_1/weight").T + p(pre + "ffn/linear_1/bias")
+        layer += 1
+    return _layer_norm(x, p("encoder/layer_norm/gamma"), p("encoder/layer_norm/beta"))
+
+
+def test_ct2_file_round_trip_keeps_names_shapes_and_values(tmp_path):
+    tensors = random_ct2_whisper_encoder(d_model=8, layers=2)
+    path = tmp_path / "sub" / "model.bin"
+    path.parent.mkdir()
+    path.write_bytes(write_ct2_model("WhisperSpec", tensors))
+    name, back = read_ct2_model(load_ct2_bytes(tmp_path))  # found in the folder
+    assert name == "WhisperSpec"
+    assert sorted(back) == sorted(tensors)
+    for key, value in tensors.items():
+        np.testing.assert_array_equal(back[key], value)
+
+
+def test_converted_encoder_matches_a_direct_implementation():
+    tensors = random_ct2_whisper_encoder(
+        d_model=16, layers=2, heads=4, ffn=32, mels=6, positions=10
+    )
+    encoder = ct2_to_whisper_encoder(tensors)
+    mels = torch.randn(1, 6, 20)  # 20 mel frames -> 10 positions
+    with torch.no_grad():
+        ours = encoder(mels).last_hidden_state
+    reference = reference_whisper_encoder(tensors, mels)
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_packing_starts_every_utterance_on_a_frame_and_never_overflows():
+    hop = frame_hop((5, 2, 2, 2, 2, 2, 2))
+    lengths = [16000, 12345, 30000, 8000, 47000, 321]
+    windows = pack_windows(lengths, window=64000, hop=hop)
+    seen = [i for members in windows for i, _ in members]
+    assert seen == list(range(len(lengths)))  # in order, each once
+    for members in windows:
+        ends = []
+        for i, offset in members:
+            assert offset % hop == 0
+            assert offset + lengths[i] <= 64000
+            ends.append(offset + lengths[i])
+        starts = [offset for _, offset in members]
+        assert all(e <= s for e, s in zip(ends, starts[1:]))  # no overlap
+
+
+class FrameClock(torch.nn.Module):
+    """A fake Whisper encoder whose hidden state at frame j is j (every layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = type("C", (), {"num_mel_bins": 80})()
+
+    def forward(self, features, output_hidden_states=True):
+        frames = torch.arange(1500, dtype=torch.float32).view(1, 1500, 1)
+        states = tuple(frames.expand(1, 1500, 2) + i * 0 for i in range(3))
+        return type("Out", (), {"hidden_states": states})()
+
+
+def test_each_utterance_gets_the_frames_of_its_own_place_in_the_window(tmp_path):
+    import soundfile as sf
+
+    from speechbrain_skill.data.manifests import write_manifest
+
+    rows = []
+    lengths = [16000, 24000, 400000, 50000]  # the third fills most of a window
+    for i, n in enumerate(lengths):
+        path = tmp_path / f"u{i}.wav"
+        sf.write(path, np.random.RandomState(i).randn(n) * 0.1, 16000)
+        rows.append([f"u{i}", f"{n / 16000:.4f}", str(path), "1"])
+    csv_path = tmp_path / "m.csv"
+    write_manifest(csv_path, ["ID", "duration", "wav", "spk_id"], rows)
+    targets = compute_whisper_targets(str(csv_path), FrameClock(), [1, 2])
+    windows = pack_windows(lengths)
+    assert len(windows) == 2
+    for members in windows:
+        for i, offset in members:
+            clock = targets[f"u{i}"][:, 0, 0]
+            expected_frames = (lengths[i] - 400) // 320 + 1
+            assert len(clock) == expected_frames
+            first = offset // 320
+            torch.testing.assert_close(
+                clock, torch.arange(first, first + expected_frames).float()
+            )
+
+
+def test_frame_targets_save_load_and_merge(tmp_path):
+    a = FrameTargets({"a": torch.randn(4, 2, 3)}, [1, 4])
+    b = FrameTargets({"b": torch.randn(2, 2, 3), "c": torch.randn(5, 2, 3)}, [1, 4])
+    a.save(tmp_path / "a.pt")
+    merged = FrameTargets.merge([FrameTargets.load(tmp_path / "a.pt"), b])
+    assert merged.ids == ["a", "b", "c"]
+    torch.testing.assert_close(merged["c"], b["c"])
+    torch.testing.assert_close(merged["a"], a["a"])
+    with pytest.raises(ValueError, match="repeat"):
+        FrameTargets.merge([a, a])
