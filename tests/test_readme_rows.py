@@ -111,4 +111,4 @@ def test_probe_row_names_manifests_that_exist(fresh_tree):
             assert (fresh_tree / word).is_file(), word
     run_row(command, fresh_tree)
     table = (fresh_tree / "results/probe/probe_results.md").read_text()
-    assert "| mfcc |" in table and "| builtin:tiny-wavlm |" in table
+    assert "| mfcc |" in table and "| builtin:whisper-wavlm |" in table
