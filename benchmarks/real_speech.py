@@ -168,7 +168,7 @@ def feature_distance(run, teacher, manifest):
         mask = lengths_to_mask(frame_lens, predictions.shape[2])
         _, parts = run["loss"](predictions.float(), targets.float(), mask)
         for key, value in target_fit(parts).items():
-            sums[key] = sums.get(key, 0.0) + value
+            sums[key] = sums.get(key, 0.0) + float(value)
         batches += 1
     return {key: round(value / batches, 4) for key, value in sums.items()}
 
