@@ -63,12 +63,14 @@ def read_ct2_model(data):
     offset = 0
 
     def unpack(fmt):
+        """Read one little-endian value of struct format ``fmt``."""
         nonlocal offset
         (value,) = struct.unpack_from("<" + fmt, data, offset)
         offset += struct.calcsize(fmt)
         return value
 
     def string():
+        """Read one length-prefixed, NUL-terminated string."""
         nonlocal offset
         length = unpack("H")  # includes the trailing NUL
         text = data[offset : offset + length - 1].decode("utf-8")
@@ -123,6 +125,7 @@ def write_ct2_model(spec_name, variables):
     out = io.BytesIO()
 
     def string(text):
+        """Write one length-prefixed, NUL-terminated string."""
         raw = text.encode("utf-8")
         out.write(struct.pack("<H", len(raw) + 1) + raw + b"\0")
 
@@ -207,6 +210,7 @@ def ct2_to_whisper_encoder(variables):
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     def tensor(name):
+        """The named variable as a float32 tensor."""
         if name not in variables:
             raise KeyError(f"CTranslate2 Whisper model has no tensor {name!r}.")
         return torch.from_numpy(np.array(variables[name], dtype=np.float32))
@@ -296,6 +300,7 @@ def random_ct2_whisper_encoder(
     rng = np.random.default_rng(0)
 
     def rand(*shape):
+        """Small random fp16 weights of a shape."""
         return rng.standard_normal(shape).astype(np.float16) * 0.1
 
     out = {

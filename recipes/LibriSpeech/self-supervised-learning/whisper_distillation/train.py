@@ -43,6 +43,7 @@ from speechbrain_skill.pretraining.whisper_targets import (
     FrameTargets,
     compute_whisper_targets,
 )
+from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.run_lock import lock_output_folder
 
@@ -153,7 +154,7 @@ def dataio_prepare(hparams, target_paths, train_csv):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     if len(hparams["whisper_layers"]) != len(hparams["student_layers"]):
