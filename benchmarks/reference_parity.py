@@ -808,10 +808,16 @@ def main(argv=None):
         "load_average": os.getloadavg(),
         "history": history,
     }
-    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+    # Loss parts are device tensors since the host-sync work (issue 26).
+    plain = {"default": lambda value: value.tolist()}
+    print(
+        json.dumps(
+            {k: v for k, v in report.items() if k != "history"}, indent=2, **plain
+        )
+    )
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=2))
+        Path(args.output).write_text(json.dumps(report, indent=2, **plain))
     if args.plot:
         plot(history, args.plot, args)
     for name, passed in checks.items():
