@@ -125,6 +125,45 @@ def test_student_and_its_hf_export_give_the_same_features(tmp_path):
     )
 
 
+def test_onnx_exports_are_upstreams_with_the_students_features(tmp_path):
+    """fp32 ONNX = the PyTorch student; int8 close to it; frozen use only."""
+    from speechbrain_skill.export.int8 import quantize_onnx
+    from speechbrain_skill.export.onnx import export_onnx
+    from speechbrain_skill.lobes.student import PrunableSSLEncoder, save_student
+    from speechbrain_skill.lobes.upstream import upstream_key
+
+    torch.manual_seed(4)
+    student = PrunableSSLEncoder(tiny_student_config())
+    student_dir = save_student(student, tmp_path / "student")
+    (tmp_path / "onnx").mkdir()
+    fp32 = export_onnx(student, tmp_path / "onnx" / "student.onnx")
+    int8 = tmp_path / "onnx_int8" / "student.onnx"
+    int8.parent.mkdir()
+    quantize_onnx(fp32, int8)
+    wavs, wav_lens = _batch()
+    reference = SSLUpstream(student_dir, layer=-1)
+    graph = SSLUpstream(fp32, layer=-1)
+    assert graph.kind == "onnx"
+    assert graph.num_hidden_states == reference.num_hidden_states
+    # the graph's weights: the pruning gates and the positional conv's weight
+    # norm factors are not in it (the conv weight is folded)
+    assert abs(graph.num_params() / reference.num_params() - 1) < 0.02
+    feats, lens = graph(wavs, wav_lens, return_lengths=True)
+    expected, expected_lens = reference(wavs, wav_lens, return_lengths=True)
+    torch.testing.assert_close(feats, expected, atol=1e-4, rtol=1e-4)
+    assert lens.tolist() == expected_lens.tolist()
+    quantized = SSLUpstream(int8, layer=-1)(wavs, wav_lens)
+    valid = expected.abs().sum(-1) > 0
+    cosine = torch.nn.functional.cosine_similarity(
+        quantized[valid], expected[valid], dim=-1
+    )
+    assert not torch.equal(quantized, expected) and cosine.min() > 0.98
+    assert upstream_key(fp32, None) != upstream_key(int8, None)
+    assert upstream_key(fp32, None).startswith("onnx-student-")
+    with pytest.raises(ValueError, match="frozen"):
+        SSLUpstream(fp32, freeze=False)
+
+
 def test_random_sources_have_the_shape_but_not_the_weights(student_dirs, tiny_wavlm):
     wavs, wav_lens = _batch()
     for source in (student_dirs["wavlm"], tiny_wavlm):

@@ -16,6 +16,7 @@ from speechbrain_skill.pretraining.whisper_targets import (
     FrameTargets,
     compute_whisper_targets,
     pack_windows,
+    whisper_hidden_states,
 )
 
 
@@ -101,6 +102,37 @@ def test_converted_encoder_matches_a_direct_implementation():
         ours = encoder(mels).last_hidden_state
     reference = reference_whisper_encoder(tensors, mels)
     torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_state_zero_is_the_convolution_output_without_positions():
+    """Packed utterances sit anywhere in a window: state 0 must not carry positions."""
+    tensors = random_ct2_whisper_encoder(
+        d_model=16, layers=2, heads=4, ffn=32, mels=6, positions=10
+    )
+    encoder = ct2_to_whisper_encoder(tensors)
+    mels = torch.randn(1, 6, 20)
+
+    def extractor(audio, sampling_rate, return_tensors):
+        return type("Features", (), {"input_features": mels})()
+
+    states = whisper_hidden_states(encoder, extractor, np.zeros(1), [0, 2])
+
+    def p(name):
+        return torch.from_numpy(np.asarray(tensors[name], dtype=np.float32))
+
+    x = _gelu(
+        torch.nn.functional.conv1d(
+            mels, p("encoder/conv1/weight"), p("encoder/conv1/bias"), padding=1
+        )
+    )
+    conv = _gelu(
+        torch.nn.functional.conv1d(
+            x, p("encoder/conv2/weight"), p("encoder/conv2/bias"), stride=2, padding=1
+        )
+    ).transpose(1, 2)[0]
+    torch.testing.assert_close(states[:, 0], conv, atol=1e-4, rtol=1e-4)
+    last = reference_whisper_encoder(tensors, mels)[0]
+    torch.testing.assert_close(states[:, 1], last, atol=1e-4, rtol=1e-4)
 
 
 def test_packing_starts_every_utterance_on_a_frame_and_never_overflows():

@@ -16,7 +16,9 @@ Sources (see :func:`load_upstream_model`):
 * a Hugging Face WavLM / HuBERT / wav2vec 2.0: hub id, local
   ``save_pretrained`` directory or ``builtin:<name>``;
 * ``random:<source>``: a randomly initialised model of the same shape as
-  ``<source>`` (a student directory or an HF model), the floor of a comparison.
+  ``<source>`` (a student directory or an HF model), the floor of a comparison;
+* a ``.onnx`` file written by the exporter (``onnx`` or ``onnx_int8``), run
+  in onnxruntime (:mod:`~speechbrain_skill.lobes.onnx_upstream`; frozen only).
 """
 
 import contextlib
@@ -28,6 +30,7 @@ import torch
 
 from speechbrain_skill.lobes.frames import lengths_to_mask
 from speechbrain_skill.lobes.hf_ssl import resolve_source, waveform_normalization
+from speechbrain_skill.lobes.onnx_upstream import OnnxSSLModel, is_onnx_file
 from speechbrain_skill.lobes.teacher import FrozenSSLTeacher
 from speechbrain_skill.training.stage_records import fingerprint, folder_fingerprint
 
@@ -90,7 +93,7 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
     ---------
     source : str or os.PathLike
         Student directory, HF hub id / local directory / ``builtin:<name>``,
-        or ``random:<one of these>``.
+        ``random:<one of these>``, or a student's ``.onnx`` export.
     cache_dir : str, optional
         Hugging Face cache folder for hub downloads.
     seed : int
@@ -107,8 +110,8 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
     model : torch.nn.Module
         ``model(wavs, wav_lens) -> (hidden [L+1, B, T, C], frame_lens)``.
     kind : str
-        ``student``, ``hf:<model_type>``, ``random-student`` or
-        ``random-hf:<model_type>``.
+        ``student``, ``hf:<model_type>``, ``random-student``,
+        ``random-hf:<model_type>`` or ``onnx``.
 
     Example
     -------
@@ -121,6 +124,13 @@ def load_upstream_model(source, cache_dir=None, seed=0, trainable=False):
     'PrunableSSLEncoder'
     """
     source = str(source)
+    if is_onnx_file(source):
+        if trainable or source.startswith(RANDOM_PREFIX):
+            raise ValueError(
+                f"{source}: an ONNX graph can only be a frozen upstream "
+                "(freeze_upstream: True), not random: or fine-tuned."
+            )
+        return OnnxSSLModel(source), "onnx"
     random_init = source.startswith(RANDOM_PREFIX)
     if random_init:
         source = source[len(RANDOM_PREFIX) :]
@@ -185,6 +195,11 @@ def upstream_key(source, *settings):
     plain = source.removeprefix(RANDOM_PREFIX)
     identity = {"source": source, "settings": list(settings)}
     local = Path(resolve_source(plain))
+    if is_onnx_file(plain):
+        identity["path"] = str(local.resolve())
+        identity["files"] = {local.name: folder_fingerprint(local)}
+        name = f"{local.parent.name}-{local.stem}"
+        return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}-{fingerprint(identity)[:8]}"
     if local.is_dir():
         identity["path"] = str(local.resolve())
         identity["files"] = {
@@ -372,6 +387,8 @@ class SSLUpstream(torch.nn.Module):
 
     def num_params(self):
         """Parameters of the SSL model (the layer weights are not counted)."""
+        if hasattr(self.model, "parameter_count"):  # an ONNX graph's weights
+            return self.model.parameter_count
         return sum(p.numel() for p in self.model.parameters())
 
     def train(self, mode=True):

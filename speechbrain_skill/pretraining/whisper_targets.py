@@ -188,8 +188,11 @@ def whisper_hidden_states(encoder, feature_extractor, audio, layers):
     audio : numpy.ndarray
         At most 30 s of 16 kHz audio (padded to 30 s by the extractor).
     layers : list of int
-        Hidden states to keep (0 = after the convolutions and positions,
-        the last = the encoder output after its final layer norm).
+        Hidden states to keep: 0 = the convolution front end's output with
+        the sinusoidal positions taken out again (utterances sit anywhere in
+        a packed window, so the positions say nothing about them and a
+        student could not predict them), the last = the encoder output after
+        its final layer norm.
 
     Returns
     -------
@@ -202,7 +205,11 @@ def whisper_hidden_states(encoder, feature_extractor, audio, layers):
     param = next(encoder.parameters())
     with torch.no_grad():
         out = encoder(features.to(param.device, param.dtype), output_hidden_states=True)
-    return torch.stack([out.hidden_states[i][0] for i in layers], dim=1).cpu()
+        states = [out.hidden_states[i][0] for i in layers]
+        if 0 in layers:
+            positions = encoder.embed_positions.weight[: states[0].shape[0]]
+            states[layers.index(0)] = out.hidden_states[0][0] - positions
+    return torch.stack(states, dim=1).cpu()
 
 
 def compute_whisper_targets(csv_path, encoder, layers, feature_extractor=None):
