@@ -115,11 +115,15 @@ def word_manifest(folders, csv_path, band_hz=4000):
     return len(common), len(rows)
 
 
-def speaker_split(folder, train_csv, test_csv, per_speaker):
-    """The first ``per_speaker`` utterances of each speaker fit, the rest score."""
+def speaker_split(folder, train_csv, test_csv, per_speaker, fit_last=False):
+    """The first (``fit_last``: last) ``per_speaker`` utterances of each speaker fit.
+
+    The rest score; with the default 5 of 10 per speaker, the two splits are
+    the two folds of a 2-fold cross-validation.
+    """
     all_csv = Path(train_csv).with_name("speakers_all.csv")
     audio_folder_manifest(folder, all_csv)
-    rows = sorted(read_manifest(all_csv), key=lambda r: r["ID"])
+    rows = sorted(read_manifest(all_csv), key=lambda r: r["ID"], reverse=fit_last)
     header = ["ID", "duration", "wav", "spk_id"]
     seen, train, test = {}, [], []
     for row in rows:
@@ -137,6 +141,11 @@ def main(argv=None):
     parser.add_argument("--word_folders", nargs="+", help="one folder per speaker")
     parser.add_argument("--speaker_folder", help="LibriSpeech-named audio")
     parser.add_argument("--speaker_train", type=int, default=5)
+    parser.add_argument(
+        "--speaker_fit_last",
+        action="store_true",
+        help="fit on each speaker's last --speaker_train utterances (the other fold)",
+    )
     parser.add_argument(
         "--band_hz", type=int, default=4000, help="word clips: band limit (0: none)"
     )
@@ -158,7 +167,11 @@ def main(argv=None):
     if args.speaker_folder:
         spk_train, spk_test = work / "spk_train.csv", work / "spk_test.csv"
         data["speakers"], data["spk_train"], data["spk_test"] = speaker_split(
-            args.speaker_folder, spk_train, spk_test, args.speaker_train
+            args.speaker_folder,
+            spk_train,
+            spk_test,
+            args.speaker_train,
+            args.speaker_fit_last,
         )
     start = time.time()
     results = run_probes(

@@ -104,7 +104,7 @@ def test_converted_encoder_matches_a_direct_implementation():
     torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
 
 
-def test_state_zero_is_the_convolution_output_without_positions():
+def test_state_zero_has_no_positions_and_log_mel_is_the_input():
     """Packed utterances sit anywhere in a window: state 0 must not carry positions."""
     tensors = random_ct2_whisper_encoder(
         d_model=16, layers=2, heads=4, ffn=32, mels=6, positions=10
@@ -115,7 +115,7 @@ def test_state_zero_is_the_convolution_output_without_positions():
     def extractor(audio, sampling_rate, return_tensors):
         return type("Features", (), {"input_features": mels})()
 
-    states = whisper_hidden_states(encoder, extractor, np.zeros(1), [0, 2])
+    states = whisper_hidden_states(encoder, extractor, np.zeros(1), [0, 2, "log_mel"])
 
     def p(name):
         return torch.from_numpy(np.asarray(tensors[name], dtype=np.float32))
@@ -133,6 +133,10 @@ def test_state_zero_is_the_convolution_output_without_positions():
     torch.testing.assert_close(states[:, 0], conv, atol=1e-4, rtol=1e-4)
     last = reference_whisper_encoder(tensors, mels)[0]
     torch.testing.assert_close(states[:, 1], last, atol=1e-4, rtol=1e-4)
+    # the log-mel input, two 10 ms frames per 20 ms frame, zero beyond its 6 bins
+    pairs = (mels[0, :, 0::2] + mels[0, :, 1::2]).T / 2
+    torch.testing.assert_close(states[:, 2, :6], pairs)
+    assert not states[:, 2, 6:].any()
 
 
 def test_packing_starts_every_utterance_on_a_frame_and_never_overflows():

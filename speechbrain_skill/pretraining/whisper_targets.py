@@ -32,6 +32,7 @@ from speechbrain_skill.pretraining.collate import (
 logger = logging.getLogger(__name__)
 
 WINDOW_SAMPLES = 480000  # Whisper's 30 s at 16 kHz
+LOG_MEL = "log_mel"  # a target name: Whisper's log-mel input (see log_mel_frames)
 HOP = frame_hop(WAVLM_STRIDES)
 
 
@@ -187,8 +188,9 @@ def whisper_hidden_states(encoder, feature_extractor, audio, layers):
     feature_extractor : transformers.WhisperFeatureExtractor
     audio : numpy.ndarray
         At most 30 s of 16 kHz audio (padded to 30 s by the extractor).
-    layers : list of int
-        Hidden states to keep: 0 = the convolution front end's output with
+    layers : list of int or str
+        Hidden states to keep (``"log_mel"``: the log-mel input,
+        :func:`log_mel_frames`): 0 = the convolution front end's output with
         the sinusoidal positions taken out again (utterances sit anywhere in
         a packed window, so the positions say nothing about them and a
         student could not predict them), the last = the encoder output after
@@ -205,11 +207,55 @@ def whisper_hidden_states(encoder, feature_extractor, audio, layers):
     param = next(encoder.parameters())
     with torch.no_grad():
         out = encoder(features.to(param.device, param.dtype), output_hidden_states=True)
-        states = [out.hidden_states[i][0] for i in layers]
-        if 0 in layers:
-            positions = encoder.embed_positions.weight[: states[0].shape[0]]
-            states[layers.index(0)] = out.hidden_states[0][0] - positions
+        states = []
+        for layer in layers:
+            if layer == LOG_MEL:
+                states.append(log_mel_frames(features[0], out.hidden_states[0][0]))
+            elif layer == 0:
+                positions = encoder.embed_positions.weight[
+                    : out.hidden_states[0].shape[1]
+                ]
+                states.append(out.hidden_states[0][0] - positions)
+            else:
+                states.append(out.hidden_states[layer][0])
     return torch.stack(states, dim=1).cpu()
+
+
+def log_mel_frames(features, like):
+    """Whisper's log-mel input at the encoder's frame rate, shaped like a hidden state.
+
+    Two 10 ms mel frames are averaged into each 20 ms frame; the bins fill the
+    first dimensions and the rest are 0 (after the targets' standardisation
+    too, so a head learns to predict 0 there).
+
+    Arguments
+    ---------
+    features : torch.Tensor
+        ``(mel bins, mel frames)``.
+    like : torch.Tensor
+        A hidden state ``(frames, width)``: the shape, dtype and device to match.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(frames, width)``.
+
+    Example
+    -------
+    >>> mel = torch.arange(12.0).view(2, 6)  # 2 bins, 6 frames of 10 ms
+    >>> log_mel_frames(mel, torch.zeros(3, 4))
+    tensor([[ 0.5000,  6.5000,  0.0000,  0.0000],
+            [ 2.5000,  8.5000,  0.0000,  0.0000],
+            [ 4.5000, 10.5000,  0.0000,  0.0000]])
+    """
+    frames, width = like.shape
+    bins = features.shape[0]
+    if bins > width:
+        raise ValueError(f"{bins} mel bins do not fit in width {width}.")
+    pairs = features[:, : 2 * frames].T.reshape(frames, 2, bins).mean(1)
+    out = torch.zeros_like(like)
+    out[:, :bins] = pairs.to(like.dtype)
+    return out
 
 
 def compute_whisper_targets(csv_path, encoder, layers, feature_extractor=None):
