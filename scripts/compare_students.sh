@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# Distil three students from the shipped tiny teacher on the built-in corpus (SKILL,
+# Distil three students from a shipped teacher on the built-in corpus (SKILL,
 # DPHuBERT, DistilHuBERT), then train the same downstream heads (keyword spotting,
 # speaker ID) on the teacher, each student and a random floor, and write one table.
 #   bash scripts/compare_students.sh [OUTPUT_DIR]
+# TEACHER=builtin:tiny-wavlm selects the earlier teacher (default: the quick start's).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PY:-$ROOT/.venv/bin/python}"
 OUT="$(realpath -m "${1:-$ROOT/results/compare_students}")"
-export PY
+TEACHER="${TEACHER:-builtin:whisper-wavlm}"
+export PY TEACHER
+# Each method's fixed targets for this teacher (hparams/teachers/*.yaml).
+case "$TEACHER" in
+builtin:tiny-wavlm) DPHUBERT='[[0],[2],[4],[6]]' DISTILHUBERT='[[2],[4],[6]]' ;;
+builtin:whisper-wavlm) DPHUBERT='[[0],[2],[4],[6],[8]]' DISTILHUBERT='[[2],[4],[8]]' ;;
+*)
+    echo "compare_students.sh: no target layers known for TEACHER=$TEACHER" >&2
+    exit 2
+    ;;
+esac
 
 bash "$ROOT/scripts/quickstart.sh" "$OUT/skill" --noprogressbar
 YAML=dphubert_wavlm.yaml bash "$ROOT/scripts/quickstart.sh" "$OUT/dphubert" \
-    --noprogressbar '--groups=[[0],[2],[4],[6]]'
+    --noprogressbar "--groups=$DPHUBERT"
 (
     cd "$ROOT/recipes/LibriSpeech/distillation"
     "$PY" train.py hparams/distilhubert_wavlm.yaml --data_folder="$ROOT/data/builtin" \
-        --output_folder="$OUT/distilhubert" --teacher_source=builtin:tiny-wavlm \
+        --output_folder="$OUT/distilhubert" --teacher_source="$TEACHER" \
         --device=cpu --noprogressbar '--train_splits=["train-clean-100"]' \
-        '--dev_splits=["dev-clean"]' '--groups=[[2],[4],[6]]' --min_duration=1.0 \
+        '--dev_splits=["dev-clean"]' "--groups=$DISTILHUBERT" --min_duration=1.0 \
         --max_crop_seconds=4.0 --max_batch_seconds=16.0 --num_buckets=4 --num_workers=0 \
         --valid_max_utterances=24 --final_steps=600 --final_warmup_steps=30 \
         --final_lr=0.0005 --log_interval=10 --ckpt_interval_minutes=0 --ckpt_interval_steps=100
@@ -29,7 +40,7 @@ KWS_CORPUS="$ROOT/data/builtin_keywords"
     --keywords_per_speaker 20
 "$PY" -m speechbrain_skill.downstream.compare --quick --in_process --tasks kws sid \
     --data_folder "$KWS_CORPUS" --output "$OUT/downstream" \
-    --upstream teacher=builtin:tiny-wavlm \
+    --upstream teacher="$TEACHER" \
     --upstream skill="$OUT/skill/student" \
     --upstream dphubert="$OUT/dphubert/student" \
     --upstream distilhubert="$OUT/distilhubert/student" \
