@@ -162,6 +162,12 @@ def test_onnx_exports_are_upstreams_with_the_students_features(tmp_path):
     assert upstream_key(fp32, None).startswith("onnx-student-")
     with pytest.raises(ValueError, match="frozen"):
         SSLUpstream(fp32, freeze=False)
+    # dataloader workers and DDP pickle modules: the session is rebuilt, same threads
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(graph))
+    assert copy.model.threads == graph.model.threads
+    torch.testing.assert_close(copy(wavs, wav_lens), feats)
 
 
 def test_random_sources_have_the_shape_but_not_the_weights(student_dirs, tiny_wavlm):

@@ -103,9 +103,8 @@ class OnnxSSLModel(torch.nn.Module):
     def __init__(self, path, threads=None):
         super().__init__()
         self.path = str(path)
-        self.session = onnx_session(
-            self.path, threads if threads is not None else torch.get_num_threads()
-        )
+        self.threads = threads if threads is not None else torch.get_num_threads()
+        self.session = onnx_session(self.path, self.threads)
         hidden, _ = run_onnx(self.session, torch.zeros(1, 16000), torch.tensor([16000]))
         self.num_hidden_states = hidden.shape[0]
         self.config = SimpleNamespace(hidden_size=hidden.shape[-1], model_type="onnx")
@@ -127,4 +126,4 @@ class OnnxSSLModel(torch.nn.Module):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.session = onnx_session(self.path, torch.get_num_threads())
+        self.session = onnx_session(self.path, self.threads)

@@ -195,19 +195,18 @@ def upstream_key(source, *settings):
     plain = source.removeprefix(RANDOM_PREFIX)
     identity = {"source": source, "settings": list(settings)}
     local = Path(resolve_source(plain))
+    name = Path(plain.split(":")[-1].rstrip("/")).name or "upstream"
     if is_onnx_file(plain):
         identity["path"] = str(local.resolve())
         identity["files"] = {local.name: folder_fingerprint(local)}
-        name = f"{local.parent.name}-{local.stem}"
-        return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}-{fingerprint(identity)[:8]}"
-    if local.is_dir():
+        name = f"{local.parent.name}-{local.stem}"  # onnx-student, onnx_int8-student
+    elif local.is_dir():
         identity["path"] = str(local.resolve())
         identity["files"] = {
             path.name: folder_fingerprint(path)
             for path in sorted(local.iterdir())
             if path.name == "config.json" or path.suffix in WEIGHT_SUFFIXES
         }
-    name = Path(plain.split(":")[-1].rstrip("/")).name or "upstream"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
     if source.startswith(RANDOM_PREFIX):
         name = f"random-{name}"
