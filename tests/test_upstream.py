@@ -162,6 +162,10 @@ def test_onnx_exports_are_upstreams_with_the_students_features(tmp_path):
     assert upstream_key(fp32, None).startswith("onnx-student-")
     with pytest.raises(ValueError, match="frozen"):
         SSLUpstream(fp32, freeze=False)
+    from speechbrain_skill.lobes.hf_ssl import TeacherLoadError
+
+    with pytest.raises(TeacherLoadError, match="No ONNX graph at .*missing.onnx"):
+        SSLUpstream(tmp_path / "missing.onnx")
     # dataloader workers and DDP pickle modules: the session is rebuilt, same threads
     import pickle
 

@@ -7,12 +7,14 @@ student it came from: e.g. the accuracy change of int8 quantization.
 onnxruntime runs it on the CPU; only frozen (SUPERB) use is possible.
 """
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
 from speechbrain_skill.export.onnx import onnx_session, run_onnx
 from speechbrain_skill.lobes.frames import relative_to_absolute
+from speechbrain_skill.lobes.hf_ssl import TeacherLoadError
 
 ONNX_SUFFIX = ".onnx"
 
@@ -103,6 +105,11 @@ class OnnxSSLModel(torch.nn.Module):
     def __init__(self, path, threads=None):
         super().__init__()
         self.path = str(path)
+        if not Path(self.path).is_file():
+            raise TeacherLoadError(
+                f"No ONNX graph at '{self.path}'; a student's exports are written by "
+                "python -m speechbrain_skill.export STUDENT --formats onnx onnx_int8."
+            )
         self.threads = threads if threads is not None else torch.get_num_threads()
         self.session = onnx_session(self.path, self.threads)
         hidden, _ = run_onnx(self.session, torch.zeros(1, 16000), torch.tensor([16000]))
