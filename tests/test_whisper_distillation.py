@@ -206,3 +206,29 @@ def test_frame_targets_save_load_and_merge(tmp_path):
     torch.testing.assert_close(merged["a"], a["a"])
     with pytest.raises(ValueError, match="repeat"):
         FrameTargets.merge([a, a])
+
+
+@pytest.mark.slow
+def test_targets_of_an_older_definition_are_recomputed(builtin_corpus, tmp_path):
+    """A targets folder records what its states mean; an older one is not reused."""
+    import json
+
+    from recipe_runner import recipe_args, run_recipe
+
+    yaml = (
+        "recipes/LibriSpeech/self-supervised-learning/whisper_distillation/"
+        "hparams/whisper_to_wavlm.yaml"
+    )
+    args = recipe_args(yaml, tmp_path / "run", builtin_corpus)
+    run_recipe(yaml, args)
+    targets = tmp_path / "run" / "targets"
+    options = json.loads((targets / "options.json").read_text())
+    assert options["definition"] == 2  # state 0 without Whisper's positions
+    written = (targets / "train.pt").stat().st_mtime_ns
+    run_recipe(yaml, args)  # same definition: reused
+    assert (targets / "train.pt").stat().st_mtime_ns == written
+    options["definition"] = 1  # as written before state 0 lost its positions
+    (targets / "options.json").write_text(json.dumps(options) + "\n")
+    run_recipe(yaml, args)
+    assert (targets / "train.pt").stat().st_mtime_ns != written
+    assert json.loads((targets / "options.json").read_text())["definition"] == 2

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 WINDOW_SAMPLES = 480000  # Whisper's 30 s at 16 kHz
 LOG_MEL = "log_mel"  # a target name: Whisper's log-mel input (see log_mel_frames)
+# What the stored targets mean; part of a targets folder's options, so that targets
+# written under an older definition are recomputed (2: state 0 without positions).
+TARGETS_DEFINITION = 2
 HOP = frame_hop(WAVLM_STRIDES)
 
 

@@ -40,6 +40,7 @@ from speechbrain_skill.pretraining.whisper_ct2 import (
     prepare_whisper_encoder,
 )
 from speechbrain_skill.pretraining.whisper_targets import (
+    TARGETS_DEFINITION,
     FrameTargets,
     compute_whisper_targets,
 )
@@ -64,6 +65,7 @@ def prepare_targets(hparams, device):
     options = {
         "whisper_source": hparams["whisper_source"],
         "layers": hparams["whisper_layers"],
+        "definition": TARGETS_DEFINITION,
     }
     options_path = out / "options.json"
     if options_path.exists() and json.loads(options_path.read_text()) != options:
