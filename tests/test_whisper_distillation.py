@@ -208,6 +208,61 @@ def test_frame_targets_save_load_and_merge(tmp_path):
         FrameTargets.merge([a, a])
 
 
+def test_utterance_moments_are_those_of_each_utterances_mean_frame():
+    rng = np.random.RandomState(0)
+    utterances = {
+        f"u{i}": torch.from_numpy(rng.randn(n, 2, 3) + rng.randn(1, 2, 3) * 2)
+        for i, n in enumerate([5, 1, 9, 4])
+    }
+    targets = FrameTargets(utterances, [1, 4])
+    # Stored as float16: the truth is computed from the stored values.
+    means = np.stack([targets[u].numpy().mean(0) for u in utterances])
+    mean, std = targets.utterance_moments(chunk=3)  # chunks split utterances
+    np.testing.assert_allclose(mean.numpy(), means.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), means.std(0), rtol=1e-5, atol=1e-6)
+
+
+def test_utterance_loss_is_the_frame_loss_of_the_valid_frames_means():
+    from speechbrain_skill.pretraining.target_distill import (
+        TargetHeads,
+        distill_loss,
+        utterance_loss,
+    )
+
+    torch.manual_seed(0)
+    prediction, target = torch.randn(2, 6, 4), torch.randn(2, 6, 4)
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    heads = TargetHeads(3, 4, 1)
+    frame_mean, frame_std = torch.randn(1, 4), torch.rand(1, 4) + 0.5
+    utt_mean, utt_std = torch.randn(1, 4), torch.rand(1, 4) + 0.1
+    heads.set_moments(frame_mean, frame_std, utt_mean, utt_std)
+    center, scale = heads.utterance_center[0], heads.utterance_scale[0]
+    # The moments of utterance means, in the units of standardised targets.
+    torch.testing.assert_close(center, ((utt_mean - frame_mean) / frame_std)[0])
+    torch.testing.assert_close(scale, (utt_std / frame_std)[0])
+    loss = utterance_loss(prediction, target, valid, center, scale)
+    means = [
+        torch.stack([x[0].mean(0), x[1, :4].mean(0)]) for x in (prediction, target)
+    ]
+    expected = distill_loss(
+        ((means[0] - center) / scale).unsqueeze(1),
+        ((means[1] - center) / scale).unsqueeze(1),
+        torch.ones(2, 1, dtype=torch.bool),
+    )
+    for got, want in zip(loss, expected):
+        torch.testing.assert_close(got, want)
+    # Invariances: the order of the frames, and whatever the padding holds.
+    shuffled = prediction[:, torch.randperm(6)]
+    shuffled[1, :4] = prediction[1, torch.randperm(4)]
+    shuffled[1, 4:] = 100.0
+    torch.testing.assert_close(
+        utterance_loss(shuffled, target, valid, center, scale)[0], loss[0]
+    )
+    # An offset of one utterance spread moves the L1 by exactly one.
+    offset = utterance_loss(target + scale, target, valid, center, scale)[1]
+    torch.testing.assert_close(offset, torch.tensor(1.0))
+
+
 @pytest.mark.slow
 def test_targets_of_an_older_definition_are_recomputed(builtin_corpus, tmp_path):
     """A targets folder records what its states mean; an older one is not reused."""

@@ -61,11 +61,23 @@ class TargetHeads(torch.nn.Module):
         )
         self.register_buffer("mean", torch.zeros(num_targets, target_size))
         self.register_buffer("std", torch.ones(num_targets, target_size))
+        self.register_buffer(
+            "utterance_center", torch.zeros(num_targets, target_size)
+        )
+        self.register_buffer("utterance_scale", torch.ones(num_targets, target_size))
 
-    def set_moments(self, mean, std):
-        """Standardise targets with these ``(num_targets, target_size)`` moments."""
+    def set_moments(self, mean, std, utterance_mean=None, utterance_std=None):
+        """Standardise targets with these ``(num_targets, target_size)`` moments.
+
+        ``utterance_mean`` / ``utterance_std`` (the moments of the utterances'
+        mean frames, :meth:`~.whisper_targets.FrameTargets.utterance_moments`)
+        set the scale of the utterance-level loss, in standardised units.
+        """
         self.mean.copy_(mean)
         self.std.copy_(std)
+        if utterance_mean is not None:
+            self.utterance_center.copy_((utterance_mean - mean) / std)
+            self.utterance_scale.copy_(utterance_std / std)
 
     def normalize(self, targets):
         """Standardise ``(batch, frames, num_targets, target_size)`` targets."""
@@ -105,6 +117,44 @@ def distill_loss(prediction, target, valid):
     return loss, l1.detach(), cosine.mean().detach()
 
 
+def utterance_loss(prediction, target, valid, center, scale):
+    """:func:`distill_loss` on the utterances' mean frames, rescaled.
+
+    The mean over an utterance's valid frames of the prediction and of the
+    target, both centred and divided by the spread of utterance means
+    (``center``, ``scale``: per dimension, in the units of ``target``), so
+    that what stays constant over an utterance (the voice, the channel)
+    weighs as much as the frame-level detail does in :func:`distill_loss`.
+
+    Arguments
+    ---------
+    prediction, target : torch.Tensor
+        ``(batch, frames, width)``.
+    valid : torch.Tensor
+        Bool ``(batch, frames)``.
+    center, scale : torch.Tensor
+        ``(width,)``.
+
+    Returns
+    -------
+    loss, l1, cosine : torch.Tensor
+        Scalars (the last two detached).
+
+    Example
+    -------
+    >>> x, valid = torch.randn(2, 5, 3), torch.ones(2, 5, dtype=torch.bool)
+    >>> loss, l1, cos = utterance_loss(x, x + 1.0, valid, torch.zeros(3), torch.ones(3))
+    >>> round(float(l1), 4)
+    1.0
+    """
+    weight = valid.unsqueeze(-1).to(prediction.dtype)
+    count = weight.sum(1).clamp(min=1)
+    pooled = [(x * weight).sum(1) / count for x in (prediction, target)]
+    pooled = [(x - center) / scale for x in pooled]
+    rows = torch.ones(len(valid), 1, dtype=torch.bool, device=valid.device)
+    return distill_loss(pooled[0].unsqueeze(1), pooled[1].unsqueeze(1), rows)
+
+
 class TargetDistillBrain(SkipsUnusableBatches, sb.Brain):
     """SpeechBrain Brain predicting precomputed teacher frames from waveforms.
 
@@ -121,7 +171,7 @@ class TargetDistillBrain(SkipsUnusableBatches, sb.Brain):
     ...     modules={"wavlm": WavLMModel(cfg), "heads": TargetHeads(32, 6, 2)},
     ...     opt_class=lambda params: torch.optim.AdamW(params, lr=1e-3),
     ...     hparams=dict(student_layers=[1, 2], mask_prob=0.2, mask_length=5,
-    ...                  min_masks=0, seed=0,
+    ...                  min_masks=0, seed=0, utterance_weight=1.0,
     ...                  lr_annealing=LinearWarmupScheduler(1e-3, 1, 10)),
     ...     run_opts={"device": "cpu"})
     >>> targets = FrameTargets({"a": torch.randn(49, 2, 6)}, [2, 4])
@@ -132,6 +182,16 @@ class TargetDistillBrain(SkipsUnusableBatches, sb.Brain):
     >>> brain.optimizer_step, brain.meter["frames"]
     (1, 49)
     """
+
+    @property
+    def utterance_weights(self):
+        """Weight of the utterance-level loss of each target (one number: all)."""
+        weight = self.hparams.utterance_weight
+        if isinstance(weight, (int, float)):
+            return [float(weight)] * len(self.hparams.student_layers)
+        if len(weight) != len(self.hparams.student_layers):
+            raise ValueError("utterance_weight needs one number per target.")
+        return [float(w) for w in weight]
 
     def on_fit_batch_start(self, batch, should_step):
         """Set the learning rate of the coming step."""
@@ -191,6 +251,17 @@ class TargetDistillBrain(SkipsUnusableBatches, sb.Brain):
             total = total + loss
             self.meter[f"l1_{k}"] += float(l1) * int(valid.sum())
             self.meter[f"cos_{k}"] += float(cosine) * int(valid.sum())
+            weight = self.utterance_weights[k]
+            if weight > 0:
+                loss, l1, cosine = utterance_loss(
+                    prediction[:, :frames],
+                    targets[:, :frames, k],
+                    valid,
+                    heads.utterance_center[k],
+                    heads.utterance_scale[k],
+                )
+                total = total + weight * loss
+                self.meter[f"utt_l1_{k}"] += float(l1) * int(valid.sum())
         self.meter["loss"] += float(total.detach()) * int(valid.sum())
         self.meter["frames"] += int(valid.sum())
         return total
@@ -205,6 +276,8 @@ class TargetDistillBrain(SkipsUnusableBatches, sb.Brain):
         for k in range(len(self.hparams.student_layers)):
             self.meter[f"l1_{k}"] = 0.0
             self.meter[f"cos_{k}"] = 0.0
+            if self.utterance_weights[k] > 0:
+                self.meter[f"utt_l1_{k}"] = 0.0
 
     def stage_summary(self):
         """Frame-weighted loss, L1 and cosine per target."""

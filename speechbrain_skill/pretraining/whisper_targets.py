@@ -121,6 +121,35 @@ class FrameTargets:
         values = values.float()
         return values.mean(0), values.std(0).clamp(min=1e-5)
 
+    def utterance_moments(self, chunk=100000):
+        """Mean and std, over utterances, of every utterance's mean frame.
+
+        What the frame moments miss: the part of a target that is constant
+        over an utterance (its speaker, channel, recording), whose spread
+        over utterances is a small fraction of the frames' spread.
+
+        Returns
+        -------
+        mean, std : torch.Tensor
+            Shape ``(layers, width)`` each.
+
+        Example
+        -------
+        >>> targets = FrameTargets(
+        ...     {"a": torch.zeros(4, 1, 2), "b": torch.full((2, 1, 2), 2.0)}, [1])
+        >>> mean, std = targets.utterance_moments()
+        >>> mean.tolist(), std.tolist()
+        ([[1.0, 1.0]], [[1.0, 1.0]])
+        """
+        sums = torch.zeros(len(self.ids), *self.values.shape[1:])
+        lengths = self.offsets.diff()
+        owner = torch.repeat_interleave(torch.arange(len(self.ids)), lengths)
+        for start in range(0, len(owner), chunk):
+            stop = start + chunk
+            sums.index_add_(0, owner[start:stop], self.values[start:stop].float())
+        means = sums / lengths.clamp(min=1).view(-1, 1, 1).float()
+        return means.mean(0), means.std(0, unbiased=False).clamp(min=1e-5)
+
     def save(self, path):
         """Write to ``path`` (torch format)."""
         torch.save(

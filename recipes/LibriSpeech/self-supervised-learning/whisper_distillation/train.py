@@ -188,7 +188,11 @@ if __name__ == "__main__":
     train_csv = run_on_main(prepare_extra_audio, args=[hparams])
     target_paths = run_on_main(prepare_targets, args=[hparams, device])
     train_targets = FrameTargets.load(target_paths["train"])
-    hparams["heads"].set_moments(*train_targets.moments(seed=hparams["seed"]))
+    frame_moments = train_targets.moments(seed=hparams["seed"])
+    if "extra" in target_paths:
+        extra_targets = FrameTargets.load(target_paths["extra"])
+        train_targets = FrameTargets.merge([train_targets, extra_targets])
+    hparams["heads"].set_moments(*frame_moments, *train_targets.utterance_moments())
     del train_targets
     loaders = dataio_prepare(hparams, target_paths, train_csv)
 
