@@ -10,6 +10,7 @@ from librispeech_prepare import prepare_librispeech
 from speechbrain_skill.downstream.probing import (
     _folds,
     main,
+    make_pooler,
     select_and_score,
 )
 from speechbrain_skill.lobes.hf_ssl import load_hf_ssl_model, random_ssl_model
@@ -114,3 +115,31 @@ def test_pruned_student_folder_is_probed_like_the_upstream_lobe(tiny_wavlm, tmp_
         for i in range(upstream.num_hidden_states)
     ]
     np.testing.assert_allclose(pooled, np.stack(expected), atol=1e-5)
+
+
+def test_whisper_source_pools_the_encoders_own_frames(tmp_path):
+    """``whisper:<folder>``: every state, the utterance's frames only."""
+    from transformers import WhisperFeatureExtractor
+
+    from speechbrain_skill.pretraining.whisper_ct2 import (
+        ct2_to_whisper_encoder,
+        random_ct2_whisper_encoder,
+    )
+
+    encoder = ct2_to_whisper_encoder(
+        random_ct2_whisper_encoder(d_model=8, layers=2, mels=80, positions=1500)
+    )
+    encoder.save_pretrained(tmp_path)
+    pooler = make_pooler(f"whisper:{tmp_path}")
+    wav = torch.randn(8000)  # 0.5 s: 24 WavLM frames of the 1500 of the window
+    pooled = pooler(wav)
+    assert pooled.shape == (3, 8)
+    features = WhisperFeatureExtractor(feature_size=80)(
+        wav.numpy(), sampling_rate=16000, return_tensors="pt"
+    ).input_features
+    with torch.no_grad():
+        out = encoder(features, output_hidden_states=True)
+    last = out.last_hidden_state[0, :24].mean(0).numpy()
+    np.testing.assert_allclose(pooled[2], last, rtol=1e-4, atol=1e-5)
+    # Not the whole window: the padding's frames are left out.
+    assert not np.allclose(pooled[2], out.last_hidden_state[0].mean(0).numpy())

@@ -14,6 +14,11 @@ targets) predicts a label from it. Feature sources:
     baseline of the same shape.
 ``mfcc``
     39 Kaldi-style MFCCs with deltas (20 ms frames), mean-pooled.
+``whisper:<folder>``
+    A Whisper encoder saved by transformers (the Whisper distillation
+    recipe's ``whisper_folder``): the teacher of ``builtin:whisper-wavlm``,
+    probed like its student (state 0 = the convolution output without the
+    positions, as in the recipe's targets; at most 30 s per utterance).
 
 Two tasks, on utterances the teacher never trained on:
 
@@ -145,6 +150,62 @@ class MFCCPooler:
         return self.featurizer(wav).mean(dim=0, keepdim=True).numpy()
 
 
+class WhisperPooler:
+    """Mean-pooled hidden states of a Whisper encoder, one (L+1, d_model) array.
+
+    Each utterance is padded to Whisper's 30 s window and only its own frames
+    are pooled, as many as a WavLM gives for the same audio, like the Whisper
+    distillation recipe's targets (longer utterances: their first 30 s).
+
+    Arguments
+    ---------
+    folder : str
+        A ``transformers`` ``WhisperEncoder`` ``save_pretrained`` folder.
+    device : str
+        Device.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_skill.pretraining.whisper_ct2 import (
+    ...     ct2_to_whisper_encoder, random_ct2_whisper_encoder)
+    >>> folder = tempfile.mkdtemp()
+    >>> tensors = random_ct2_whisper_encoder(mels=80, positions=1500)
+    >>> ct2_to_whisper_encoder(tensors).save_pretrained(folder)
+    >>> WhisperPooler(folder)(torch.randn(16000)).shape
+    (2, 8)
+    """
+
+    def __init__(self, folder, device="cpu"):
+        from transformers import WhisperFeatureExtractor
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        self.encoder = WhisperEncoder.from_pretrained(folder).eval().to(device)
+        self.extractor = WhisperFeatureExtractor(
+            feature_size=self.encoder.config.num_mel_bins
+        )
+        self.layers = list(range(self.encoder.config.encoder_layers + 1))
+
+    def __call__(self, wav):
+        """Pool one waveform (samples,) -> numpy (L+1, d_model)."""
+        from speechbrain_skill.lobes.frames import conv_output_lengths
+        from speechbrain_skill.pretraining.whisper_targets import (
+            WAVLM_KERNELS,
+            WAVLM_STRIDES,
+            WINDOW_SAMPLES,
+            whisper_hidden_states,
+        )
+
+        wav = wav[:WINDOW_SAMPLES]
+        # The frames of the utterance itself, counted as the recipe's targets are.
+        length = torch.tensor([len(wav)])
+        frames = max(1, int(conv_output_lengths(length, WAVLM_KERNELS, WAVLM_STRIDES)))
+        states = whisper_hidden_states(
+            self.encoder, self.extractor, wav.numpy(), self.layers
+        )
+        return states[:frames].mean(dim=0).float().numpy()
+
+
 def make_pooler(source, device="cpu"):
     """The pooler for a feature source name (see the module docstring).
 
@@ -155,6 +216,8 @@ def make_pooler(source, device="cpu"):
     """
     if source == "mfcc":
         return MFCCPooler()
+    if source.startswith("whisper:"):
+        return WhisperPooler(source[len("whisper:") :], device=device)
     return ModelPooler(source, device=device)
 
 
