@@ -47,6 +47,25 @@ def test_layer_and_l2_are_chosen_on_training_data_only():
     assert len(result["per_layer"]) == 2 and result["per_layer"][0] < 70
 
 
+def test_word_probe_chooses_the_state_that_carries_over_to_new_voices():
+    """Planted: state 0 names a word only within a voice, state 1 across voices."""
+    rng = np.random.RandomState(0)
+    speakers = np.repeat(np.arange(4), 5 * 3)  # 4 voices x 5 words x 3 takes
+    words = np.tile(np.repeat(np.arange(5), 3), 4)
+    codes = rng.randn(4, 5, 12) * 3  # a random code per (voice, word)
+    voice_bound = codes[speakers, words] + 0.1 * rng.randn(60, 12)
+    shared = np.eye(5)[words] + 0.35 * rng.randn(60, 5)
+    shared = np.concatenate([shared, rng.randn(60, 7)], axis=1)
+    feats = np.stack([voice_bound, shared])
+    train, test = speakers < 3, speakers == 3
+    args = (feats[:, train], words[train], feats[:, test], words[test], 5)
+    grouped = select_and_score(*args, groups=speakers[train].tolist())
+    assert grouped["layer"] == 1 and grouped["accuracy"] >= 80
+    # Inner folds that mix voices reward the voice-bound state instead.
+    mixed = select_and_score(*args)
+    assert mixed["layer"] == 0 and mixed["accuracy"] < 50
+
+
 def test_random_baseline_has_the_shape_but_not_the_weights(tiny_wavlm):
     trained = load_hf_ssl_model(tiny_wavlm)
     random = random_ssl_model(tiny_wavlm, seed=5)

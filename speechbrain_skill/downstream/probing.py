@@ -359,7 +359,9 @@ def cv_accuracies(x, y, num_classes, alphas, folds):
     return scores / len(folds)
 
 
-def select_and_score(train_x, train_y, test_x, test_y, num_classes, seed=0):
+def select_and_score(
+    train_x, train_y, test_x, test_y, num_classes, seed=0, groups=None
+):
     """Choose (hidden state, L2) by inner CV on the training part; score on test.
 
     Arguments
@@ -372,6 +374,12 @@ def select_and_score(train_x, train_y, test_x, test_y, num_classes, seed=0):
         Number of classes.
     seed : int
         Seed of the inner folds.
+    groups : list, optional
+        A group (speaker) per training row: the inner folds then hold out
+        whole groups, as the outer split does, so the choice rewards what
+        the test asks for (a word in an unseen voice), not what is easy
+        within the voices already seen. At most :data:`INNER_FOLDS` folds;
+        with fewer groups, one per group.
 
     Returns
     -------
@@ -380,7 +388,8 @@ def select_and_score(train_x, train_y, test_x, test_y, num_classes, seed=0):
         ``cv_accuracy`` and ``per_layer`` test accuracies (each with its own
         CV-chosen L2).
     """
-    folds = _folds(len(train_y), INNER_FOLDS, seed)
+    inner = INNER_FOLDS if groups is None else min(INNER_FOLDS, len(set(groups)))
+    folds = _folds(len(train_y), inner, seed, groups=groups)
     per_layer, best = [], None
     for layer in range(train_x.shape[0]):
         scores = cv_accuracies(
@@ -434,7 +443,13 @@ def word_probe(feats, rows, folds=WORD_FOLDS, seed=0):
         train = np.setdiff1d(np.arange(len(y)), held)
         results.append(
             select_and_score(
-                feats[:, train], y[train], feats[:, held], y[held], len(classes), seed
+                feats[:, train],
+                y[train],
+                feats[:, held],
+                y[held],
+                len(classes),
+                seed,
+                groups=[speakers[i] for i in train],
             )
         )
     return dict(
