@@ -61,9 +61,7 @@ class TargetHeads(torch.nn.Module):
         )
         self.register_buffer("mean", torch.zeros(num_targets, target_size))
         self.register_buffer("std", torch.ones(num_targets, target_size))
-        self.register_buffer(
-            "utterance_center", torch.zeros(num_targets, target_size)
-        )
+        self.register_buffer("utterance_center", torch.zeros(num_targets, target_size))
         self.register_buffer("utterance_scale", torch.ones(num_targets, target_size))
 
     def set_moments(self, mean, std, utterance_mean=None, utterance_std=None):
