@@ -220,6 +220,7 @@ if __name__ == "__main__":
             teacher=json.loads(provenance.read_text()) if provenance.exists() else None,
             whisper_layers=hparams["whisper_layers"],
             student_layers=hparams["student_layers"],
+            utterance_weight=hparams["utterance_weight"],
             steps=brain.optimizer_step,
             fit_seconds_this_run=round(fit_seconds, 1),
             valid=getattr(brain, "valid_stats", None),
