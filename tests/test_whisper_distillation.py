@@ -287,3 +287,16 @@ def test_targets_of_an_older_definition_are_recomputed(builtin_corpus, tmp_path)
     run_recipe(yaml, args)
     assert (targets / "train.pt").stat().st_mtime_ns != written
     assert json.loads((targets / "options.json").read_text())["definition"] == 2
+
+
+def test_utterance_weights_need_one_number_per_target():
+    from speechbrain_skill.pretraining.target_distill import TargetDistillBrain
+
+    brain = TargetDistillBrain.__new__(TargetDistillBrain)
+    brain.hparams = type("H", (), {"student_layers": [2, 4], "utterance_weight": 0.1})
+    assert brain.utterance_weights == [0.1, 0.1]
+    brain.hparams.utterance_weight = [0.5, 0]
+    assert brain.utterance_weights == [0.5, 0.0]
+    brain.hparams.utterance_weight = [0.5]
+    with pytest.raises(ValueError, match="one number per target"):
+        _ = brain.utterance_weights
