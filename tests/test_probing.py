@@ -31,6 +31,9 @@ def test_word_folds_keep_each_speaker_in_one_fold():
         inside = {speakers[i] for i in fold}
         outside = {speakers[i] for i in range(8) if i not in set(fold)}
         assert not inside & outside
+    # More folds asked than there are speakers: one fold per speaker, none empty.
+    folds = _folds(len(speakers), 6, seed=0, groups=speakers)
+    assert sorted(len(fold) for fold in folds) == [2, 2, 2, 2]
 
 
 def test_layer_and_l2_are_chosen_on_training_data_only():

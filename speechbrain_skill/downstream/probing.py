@@ -328,12 +328,16 @@ class RidgeProbe:
 
 
 def _folds(n, k, seed, groups=None):
-    """Index folds: random, or by group (every group in one fold)."""
+    """Index folds: random, or by group (every group in one fold).
+
+    With fewer groups than ``k``, one fold per group (leave-one-group-out).
+    """
     rng = np.random.RandomState(seed)
     if groups is None:
         order = rng.permutation(n)
         return [order[i::k] for i in range(k)]
     unique = np.array(sorted(set(groups)))
+    k = min(k, len(unique))
     rng.shuffle(unique)
     fold_of = {g: i % k for i, g in enumerate(unique)}
     assignment = np.array([fold_of[g] for g in groups])
@@ -388,8 +392,7 @@ def select_and_score(
         ``cv_accuracy`` and ``per_layer`` test accuracies (each with its own
         CV-chosen L2).
     """
-    inner = INNER_FOLDS if groups is None else min(INNER_FOLDS, len(set(groups)))
-    folds = _folds(len(train_y), inner, seed, groups=groups)
+    folds = _folds(len(train_y), INNER_FOLDS, seed, groups=groups)
     per_layer, best = [], None
     for layer in range(train_x.shape[0]):
         scores = cv_accuracies(
@@ -437,7 +440,6 @@ def word_probe(feats, rows, folds=WORD_FOLDS, seed=0):
     """
     y, classes = _encode([r[2] for r in rows])
     speakers = [r[3] for r in rows]
-    folds = min(folds, len(set(speakers)))
     results = []
     for held in _folds(len(y), folds, seed, groups=speakers):
         train = np.setdiff1d(np.arange(len(y)), held)
