@@ -188,18 +188,15 @@ class WhisperPooler:
 
     def __call__(self, wav):
         """Pool one waveform (samples,) -> numpy (L+1, d_model)."""
-        from speechbrain_skill.lobes.frames import conv_output_lengths
         from speechbrain_skill.pretraining.whisper_targets import (
-            WAVLM_KERNELS,
-            WAVLM_STRIDES,
             WINDOW_SAMPLES,
+            wavlm_frames,
             whisper_hidden_states,
         )
 
         wav = wav[:WINDOW_SAMPLES]
         # The frames of the utterance itself, counted as the recipe's targets are.
-        length = torch.tensor([len(wav)])
-        frames = max(1, int(conv_output_lengths(length, WAVLM_KERNELS, WAVLM_STRIDES)))
+        frames = max(1, wavlm_frames(len(wav)))
         states = whisper_hidden_states(
             self.encoder, self.extractor, wav.numpy(), self.layers
         )

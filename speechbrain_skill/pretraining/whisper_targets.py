@@ -174,6 +174,19 @@ class FrameTargets:
         return targets
 
 
+def wavlm_frames(samples):
+    """Frames a WavLM gives for ``samples`` of audio: the targets kept per utterance.
+
+    Example
+    -------
+    >>> wavlm_frames(16000)
+    49
+    """
+    return int(
+        conv_output_lengths(torch.tensor([samples]), WAVLM_KERNELS, WAVLM_STRIDES)
+    )
+
+
 def pack_windows(lengths, window=WINDOW_SAMPLES, hop=HOP):
     """Greedily pack utterances, in order, into windows of ``window`` samples.
 
@@ -342,11 +355,7 @@ def compute_whisper_targets(csv_path, encoder, layers, feature_extractor=None):
             window[offset : offset + len(audio[i])] = audio[i]
         states = whisper_hidden_states(encoder, feature_extractor, window, layers)
         for i, offset in members:
-            frames = int(
-                conv_output_lengths(
-                    torch.tensor([len(audio[i])]), WAVLM_KERNELS, WAVLM_STRIDES
-                )
-            )
+            frames = wavlm_frames(len(audio[i]))
             first = offset // HOP
             targets[ids[i]] = states[first : first + frames].half()
         if (w + 1) % 20 == 0:
