@@ -300,3 +300,44 @@ def test_utterance_weights_need_one_number_per_target():
     brain.hparams.utterance_weight = [0.5]
     with pytest.raises(ValueError, match="one number per target"):
         _ = brain.utterance_weights
+
+
+@pytest.mark.slow
+def test_extra_audio_is_trained_on_and_sets_the_utterance_moments(
+    builtin_corpus, tmp_path
+):
+    """``extra_train_folders``: its targets join training and the utterance scale."""
+    import json
+
+    from recipe_runner import recipe_args, run_recipe
+
+    yaml = (
+        "recipes/LibriSpeech/self-supervised-learning/whisper_distillation/"
+        "hparams/whisper_to_wavlm.yaml"
+    )
+    extra = builtin_corpus / "dev-clean"
+    args = recipe_args(
+        yaml, tmp_path / "run", builtin_corpus, extra_train_folders=f"[{extra}]"
+    )
+    run_recipe(yaml, args)
+    targets = tmp_path / "run" / "targets"
+    corpus = FrameTargets.load(targets / "train.pt")
+    added = FrameTargets.load(targets / "extra.pt")
+    assert len(added) == len(list(extra.rglob("*.flac"))) > 0
+    merged = FrameTargets.merge([corpus, added])
+    heads = torch.load(
+        next((tmp_path / "run" / "save").glob("CKPT+*")) / "heads.ckpt",
+        weights_only=True,
+    )
+    frame_mean, frame_std = corpus.moments(seed=1986)
+    utt_mean, utt_std = merged.utterance_moments()
+    torch.testing.assert_close(
+        heads["utterance_scale"], utt_std / frame_std, rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        heads["utterance_center"], (utt_mean - frame_mean) / frame_std
+    )
+    summary = json.loads(
+        (tmp_path / "run" / "export" / "pretraining_summary.json").read_text()
+    )
+    assert summary["extra_train_folders"] == [str(extra)]

@@ -107,8 +107,12 @@ def prepare_extra_audio(hparams):
     return str(merged)
 
 
-def dataio_prepare(hparams, target_paths, train_csv):
-    """Datasets and loader options: frame-aligned crops with their targets."""
+def dataio_prepare(hparams, target_paths, train_csv, train_targets):
+    """Datasets and loader options: frame-aligned crops with their targets.
+
+    ``train_targets`` are the training targets already in memory (the corpus's
+    and the extra audio's); validation and test targets are read here.
+    """
     config = hparams["wavlm_config"]
     loaders = {}
     csvs = {
@@ -117,11 +121,7 @@ def dataio_prepare(hparams, target_paths, train_csv):
         "test": hparams["test_csv"],
     }
     for name, train in (("train", True), ("valid", False), ("test", False)):
-        targets = FrameTargets.load(target_paths[name])
-        if train and "extra" in target_paths:
-            targets = FrameTargets.merge(
-                [targets, FrameTargets.load(target_paths["extra"])]
-            )
+        targets = train_targets if train else FrameTargets.load(target_paths[name])
         dataset = make_audio_dataset(
             csvs[name],
             min_duration=hparams["min_duration"],
@@ -188,13 +188,13 @@ if __name__ == "__main__":
     train_csv = run_on_main(prepare_extra_audio, args=[hparams])
     target_paths = run_on_main(prepare_targets, args=[hparams, device])
     train_targets = FrameTargets.load(target_paths["train"])
+    # Frame moments of the corpus's targets; utterance moments of all training targets.
     frame_moments = train_targets.moments(seed=hparams["seed"])
     if "extra" in target_paths:
         extra_targets = FrameTargets.load(target_paths["extra"])
         train_targets = FrameTargets.merge([train_targets, extra_targets])
     hparams["heads"].set_moments(*frame_moments, *train_targets.utterance_moments())
-    del train_targets
-    loaders = dataio_prepare(hparams, target_paths, train_csv)
+    loaders = dataio_prepare(hparams, target_paths, train_csv, train_targets)
 
     brain = TargetDistillBrain(
         modules=hparams["modules"],
