@@ -3,22 +3,34 @@
 # DPHuBERT, DistilHuBERT), then train the same downstream heads (keyword spotting,
 # speaker ID) on the teacher, each student and a random floor, and write one table.
 #   bash scripts/compare_students.sh [OUTPUT_DIR]
-# TEACHER=builtin:tiny-wavlm selects the earlier teacher (default: the quick start's).
+# TEACHER=builtin:tiny-wavlm selects the earlier teacher (default: the quick start's);
+# any teacher with a preset in hparams/teachers/ (its source) can be named.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PY:-$ROOT/.venv/bin/python}"
 OUT="$(realpath -m "${1:-$ROOT/results/compare_students}")"
 TEACHER="${TEACHER:-builtin:whisper-wavlm}"
 export PY TEACHER
-# Each method's fixed targets for this teacher (hparams/teachers/*.yaml).
-case "$TEACHER" in
-builtin:tiny-wavlm) DPHUBERT='[[0],[2],[4],[6]]' DISTILHUBERT='[[2],[4],[6]]' ;;
-builtin:whisper-wavlm) DPHUBERT='[[0],[2],[4],[6],[8]]' DISTILHUBERT='[[2],[4],[8]]' ;;
-*)
-    echo "compare_students.sh: no target layers known for TEACHER=$TEACHER" >&2
-    exit 2
-    ;;
-esac
+# Each method's fixed targets for this teacher: from its preset in hparams/teachers/.
+TARGETS="$("$PY" - "$TEACHER" "$ROOT/hparams/teachers" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+from hyperpyyaml import load_hyperpyyaml
+
+teacher, folder = sys.argv[1:]
+for path in sorted(Path(folder).glob("*.yaml")):
+    preset = load_hyperpyyaml(path.read_text())
+    if preset["source"] == teacher:
+        dphubert = preset["dphubert_groups"]
+        distilhubert = [[layer] for layer in preset["distilhubert_layers"]]
+        print(*(json.dumps(g, separators=(",", ":")) for g in (dphubert, distilhubert)))
+        sys.exit(0)
+sys.exit(f"compare_students.sh: no preset in {folder} has source {teacher}")
+EOF
+)" || exit 2
+read -r DPHUBERT DISTILHUBERT <<<"$TARGETS"
 
 bash "$ROOT/scripts/quickstart.sh" "$OUT/skill" --noprogressbar
 YAML=dphubert_wavlm.yaml bash "$ROOT/scripts/quickstart.sh" "$OUT/dphubert" \
