@@ -302,6 +302,29 @@ def test_utterance_weights_need_one_number_per_target():
         _ = brain.utterance_weights
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"utterance_weight": "[0.1]"}, "utterance_weight needs one number per target"),
+        ({"student_layers": "[1]"}, "whisper_layers and student_layers must pair up"),
+    ],
+)
+def test_mismatched_targets_stop_in_one_line_before_any_work(
+    builtin_corpus, tmp_path, option, message
+):
+    from recipe_runner import recipe_args, run_recipe
+
+    yaml = (
+        "recipes/LibriSpeech/self-supervised-learning/whisper_distillation/"
+        "hparams/whisper_to_wavlm.yaml"
+    )
+    args = recipe_args(yaml, tmp_path / "run", builtin_corpus, **option)
+    log = run_recipe(yaml, args, expect_failure=True)
+    assert f"error: {message}" in log and "Traceback" not in log
+    # Checked before any work: only the checkpointer's empty folder exists.
+    assert [p.name for p in (tmp_path / "run").rglob("*")] == ["save"]
+
+
 @pytest.mark.slow
 def test_extra_audio_is_trained_on_and_sets_the_utterance_moments(
     builtin_corpus, tmp_path

@@ -29,6 +29,7 @@ from speechbrain_skill.lobes.frames import (
 from speechbrain_skill.pretraining.export import export_pretrained
 from speechbrain_skill.pretraining.masking import compute_span_mask
 from speechbrain_skill.training.batch_skipping import SkipsUnusableBatches
+from speechbrain_skill.training.checks import ConfigurationError
 from speechbrain_skill.training.lr_schedule import set_scheduled_lrs
 from speechbrain_skill.training.modules import unwrap
 
@@ -153,6 +154,24 @@ def utterance_loss(prediction, target, valid, center, scale):
     return distill_loss(pooled[0].unsqueeze(1), pooled[1].unsqueeze(1), rows)
 
 
+def utterance_weights(weight, num_targets):
+    """The utterance-level loss weight of each target: one number for all, or a list.
+
+    Example
+    -------
+    >>> utterance_weights(0.1, 2), utterance_weights([0.5, 0], 2)
+    ([0.1, 0.1], [0.5, 0.0])
+    """
+    if isinstance(weight, (int, float)):
+        return [float(weight)] * num_targets
+    if len(weight) != num_targets:
+        raise ConfigurationError(
+            f"utterance_weight needs one number per target ({num_targets}), "
+            f"got {len(weight)}: {list(weight)}."
+        )
+    return [float(w) for w in weight]
+
+
 class TargetDistillBrain(SkipsUnusableBatches, sb.Brain):
     """SpeechBrain Brain predicting precomputed teacher frames from waveforms.
 
@@ -183,13 +202,10 @@ class TargetDistillBrain(SkipsUnusableBatches, sb.Brain):
 
     @property
     def utterance_weights(self):
-        """Weight of the utterance-level loss of each target (one number: all)."""
-        weight = self.hparams.utterance_weight
-        if isinstance(weight, (int, float)):
-            return [float(weight)] * len(self.hparams.student_layers)
-        if len(weight) != len(self.hparams.student_layers):
-            raise ValueError("utterance_weight needs one number per target.")
-        return [float(w) for w in weight]
+        """Weight of the utterance-level loss of each target."""
+        return utterance_weights(
+            self.hparams.utterance_weight, len(self.hparams.student_layers)
+        )
 
     def on_fit_batch_start(self, batch, should_step):
         """Set the learning rate of the coming step."""

@@ -34,7 +34,10 @@ from speechbrain_skill.data.manifests import (
     write_manifest,
 )
 from speechbrain_skill.pretraining.collate import LabelledCropCollate
-from speechbrain_skill.pretraining.target_distill import TargetDistillBrain
+from speechbrain_skill.pretraining.target_distill import (
+    TargetDistillBrain,
+    utterance_weights,
+)
 from speechbrain_skill.pretraining.whisper_ct2 import (
     PROVENANCE_FILE,
     prepare_whisper_encoder,
@@ -44,6 +47,7 @@ from speechbrain_skill.pretraining.whisper_targets import (
     FrameTargets,
     compute_whisper_targets,
 )
+from speechbrain_skill.training.checks import ConfigurationError
 from speechbrain_skill.training.command_line import parse_recipe_arguments
 from speechbrain_skill.training.distributed import end_process_group
 from speechbrain_skill.training.run_lock import lock_output_folder
@@ -160,7 +164,10 @@ if __name__ == "__main__":
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     if len(hparams["whisper_layers"]) != len(hparams["student_layers"]):
-        raise ValueError("whisper_layers and student_layers must pair up one to one.")
+        raise ConfigurationError(
+            "whisper_layers and student_layers must pair up one to one."
+        )
+    utterance_weights(hparams["utterance_weight"], len(hparams["student_layers"]))
     sb.utils.distributed.ddp_init_group(run_opts)
     lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
